@@ -1,0 +1,280 @@
+"""What both trainers share, so that each train.py keeps only the lines that really differ (forward,
+backward, step): the flags, the epoch loop, history.json, atomic writes and the CLI's error handling.
+
+A trainer is a small class (numpy_nn/train.py, pytorch_nn/train.py) with:
+    name, suffix              "numpy" / "pytorch", ".npz" / ".pt"
+    Trainer(args)             builds model, optimizer and schedule from the flags
+    train_step(x, y)          one update on a batch (NumPy arrays); returns (mean loss, n correct)
+    predict(x)                logits as a NumPy array, in evaluation mode, without gradients
+    lr, end_epoch()           the current learning rate; advance the schedule by one epoch
+    save(path), load(path)    weights; load raises RunError with a one-line reason
+    describe()                extra environment facts (threads, device)
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+import data_loader
+from data_loader import DataError
+from numpy_nn.losses import softmax_cross_entropy
+
+# Named configurations (issue 7): flags given on the command line still win over a preset's values.
+PRESETS = {
+    # The seed network's default recipe, spelled out.
+    "default": dict(hidden=(128, 64), optimizer="adam", lr=1e-3, schedule="cosine", epochs=20, batch_size=64),
+}
+
+
+class RunError(Exception):
+    """An expected failure of a run (a checkpoint that does not fit, a missing device), said in one line."""
+
+
+class Diverged(Exception):
+    """The training loss stopped being finite."""
+
+
+# --- flags -------------------------------------------------------------------------------------------------
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: kind(text) within [low, high] (or open ends), with an argparse-style message."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        bad_low = low is not None and (value <= low if low_open else value < low)
+        bad_high = high is not None and (value >= high if high_open else value > high)
+        if bad_low or bad_high or not math.isfinite(value):
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+            hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range; must be {' and '.join(filter(None, [lo, hi]))}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _hidden(text):
+    """'128,64' -> (128, 64); '' -> () (softmax regression)."""
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated layer sizes, e.g. 128,64")
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: layer sizes must be positive")
+    return sizes
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """The flags both train.py scripts take (names as in pytorch/examples' mnist where it has one)."""
+    p = argparse.ArgumentParser(description=description)
+    d = PRESETS["default"]
+    pos_int, pos_float = _number(int, 1), _number(float, 0, low_open=True)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named configuration; explicit flags override it")
+    p.add_argument("--epochs", type=_number(int, 0), default=d["epochs"], help="epochs to train (default: %(default)s)")
+    p.add_argument("--batch-size", type=pos_int, default=d["batch_size"], help="training batch size (default: %(default)s)")
+    p.add_argument("--test-batch-size", type=pos_int, default=1000, help="evaluation batch size (default: %(default)s)")
+    p.add_argument("--lr", type=pos_float, default=d["lr"], help="learning rate (default: %(default)s)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d["optimizer"], help="(default: %(default)s)")
+    p.add_argument("--momentum", type=_number(float, 0, 1, high_open=True), default=0.0,
+                   help="SGD momentum (default: %(default)s)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD with --momentum > 0)")
+    p.add_argument("--weight-decay", type=_number(float, 0), default=0.0,
+                   help="L2 penalty for sgd/adam, decoupled decay for adamw (default: %(default)s)")
+    p.add_argument("--schedule", choices=["constant", "step", "cosine"], default=d["schedule"],
+                   help="learning-rate schedule, stepped per epoch (default: %(default)s)")
+    p.add_argument("--step-size", type=pos_int, default=1, help="epochs between decays for --schedule step (default: %(default)s)")
+    p.add_argument("--gamma", type=_number(float, 0, 1, low_open=True), default=0.7,
+                   help="decay factor for --schedule step (default: %(default)s)")
+    p.add_argument("--hidden", type=_hidden, default=d["hidden"], help="hidden layer sizes (default: 128,64)")
+    p.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu", help="(default: %(default)s)")
+    p.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), default=0.0,
+                   help="dropout probability after each hidden layer (default: %(default)s)")
+    p.add_argument("--init", choices=["he", "xavier", "torch"], default="he", help="weight init (default: %(default)s)")
+    p.add_argument("--seed", type=_number(int, 0), default=1, help="random seed (default: %(default)s)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
+    p.add_argument("--val-size", type=_number(int, 0, 59999), default=5000,
+                   help="training images held out for validation (default: %(default)s)")
+    p.add_argument("--limit-train", type=pos_int, help="train on this many images only (default: all)")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data)")
+    p.add_argument("--out", type=Path, help="output folder for history.json and the model (default: runs/<impl>)")
+    p.add_argument("--save-model", action="store_true", help="write the trained weights into --out")
+    p.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
+                   help="evaluate saved weights on the test set instead of training (model flags must match)")
+    p.add_argument("--threads", type=pos_int, default=default_threads(),
+                   help="CPU threads for the math (default: all cores, %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines remain)")
+    return p
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse, letting a --preset supply defaults that explicit flags override; check flag combinations."""
+    args = parser.parse_args(argv)
+    if args.preset:
+        parser.set_defaults(**PRESETS[args.preset])
+        args = parser.parse_args(argv)
+    if args.nesterov and (args.optimizer != "sgd" or args.momentum == 0):
+        parser.error("--nesterov needs --optimizer sgd and --momentum > 0")
+    if args.momentum and args.optimizer != "sgd":
+        parser.error(f"--momentum applies to --optimizer sgd, not {args.optimizer}")
+    return args
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# --- the loop ----------------------------------------------------------------------------------------------
+
+def evaluate(trainer, x, y, batch_size) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of the trainer's predictions, in batches of batch_size."""
+    if len(x) == 0:
+        return math.nan, math.nan
+    logits = np.concatenate([trainer.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    loss, _ = softmax_cross_entropy(logits, y)  # both twins' predictions scored by one function
+    return loss, float((logits.argmax(axis=1) == y).mean())
+
+
+def train_epoch(trainer, data, args, epoch) -> dict:
+    """One pass over the training set in the (seed, epoch) order; times the updates only."""
+    n = len(data.x_train)
+    loss_sum, correct = 0.0, 0
+    progress = tqdm(total=n, desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", unit_scale=True,
+                    leave=False, disable=args.quiet, mininterval=0.5)
+    start = time.perf_counter()
+    for step, (xb, yb) in enumerate(data_loader.batches(data.x_train, data.y_train, args.batch_size,
+                                                        args.seed, epoch)):
+        loss, n_correct = trainer.train_step(xb, yb)
+        if not math.isfinite(loss):
+            progress.close()
+            raise Diverged(f"training loss is {loss} at epoch {epoch + 1}, step {step + 1} (lr {trainer.lr:g}); "
+                           f"try a smaller --lr, e.g. {trainer.lr / 10:g}")
+        loss_sum += loss * len(yb)
+        correct += n_correct
+        progress.update(len(yb))
+    seconds = time.perf_counter() - start
+    progress.close()
+    return {"train_loss": loss_sum / n, "train_acc": correct / n, "epoch_seconds": seconds}
+
+
+def fit(trainer, data, args, log=print) -> dict:
+    """Train for args.epochs; returns the history record (config, environment, epochs, test figures)."""
+    epochs = []
+    for epoch in range(args.epochs):
+        lr = trainer.lr
+        record = {"epoch": epoch + 1, **train_epoch(trainer, data, args, epoch)}
+        record["val_loss"], record["val_acc"] = evaluate(trainer, data.x_val, data.y_val, args.test_batch_size)
+        record["lr"] = lr
+        epochs.append(record)
+        trainer.end_epoch()
+        log(format_epoch(record))
+    test_loss, test_acc = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
+    return {
+        "implementation": trainer.name,
+        "config": config_of(args),
+        "environment": environment(trainer),
+        "epochs": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in epochs],
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "train_seconds": sum(r["epoch_seconds"] for r in epochs),
+    }
+
+
+def format_epoch(r: dict) -> str:
+    val = "" if r["val_loss"] is None or math.isnan(r["val_loss"]) else \
+        f"  val loss {r['val_loss']:.4f} acc {r['val_acc']:7.2%}"
+    return (f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f} acc {r['train_acc']:7.2%}{val}"
+            f"  {r['epoch_seconds']:6.2f} s  lr {r['lr']:.3g}")
+
+
+def config_of(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in vars(args).items()}
+
+
+def environment(trainer) -> dict:
+    def version(pkg):
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": version("torch"),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cores": default_threads(),
+        **trainer.describe(),
+    }
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+# --- files -------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; on success rename it into place, on failure remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+# --- the CLI -----------------------------------------------------------------------------------------------
+
+def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
+    """Parse flags, load data, train (or --evaluate), write --out; every expected failure is one line."""
+    parser = make_parser(description)
+    if add_flags:
+        add_flags(parser)
+    args = parse_args(parser, argv)
+    args.out = args.out or Path("runs") / trainer_cls.name
+    threadpool_limits(args.threads)
+    try:
+        data = data_loader.load_mnist(args.data_dir, dtype=np.dtype(args.dtype), val_size=args.val_size,
+                                      limit_train=args.limit_train)
+        trainer = trainer_cls(args)
+        if args.evaluate:
+            trainer.load(args.evaluate)
+            loss, acc = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
+            print(f"{args.evaluate}: test loss {loss:.4f}, accuracy {acc:.2%} ({len(data.y_test)} images)")
+            return 0
+        history = fit(trainer, data, args)
+        write_json(args.out / "history.json", history)
+        if args.save_model:
+            trainer.save(args.out / f"model{trainer.suffix}")
+    except (DataError, RunError, Diverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"test loss {history['test_loss']:.4f}, accuracy {history['test_acc']:.2%}; "
+          f"trained {history['train_seconds']:.1f} s; wrote {args.out}")
+    return 0

@@ -1,0 +1,90 @@
+"""Layers as forward/backward pairs. forward(x) keeps only what backward needs; backward(dout) returns dx.
+
+Gradients are *assigned* (overwritten) by backward, not accumulated as torch does; hence no zero_grad here.
+Each layer with weights holds `params` and `grads`, dicts of arrays under the same names.
+"""
+import numpy as np
+
+
+def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
+    """(n_in, n_out) weights and (n_out,) bias. he: N(0, 2/n_in), for ReLU; xavier: N(0, 2/(n_in+n_out));
+    torch: nn.Linear's own default, U(+-1/sqrt(n_in)) for both."""
+    if init == "he":
+        W, b = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in), np.zeros(n_out)
+    elif init == "xavier":
+        W, b = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / (n_in + n_out)), np.zeros(n_out)
+    elif init == "torch":
+        bound = 1 / np.sqrt(n_in)
+        W, b = rng.uniform(-bound, bound, (n_in, n_out)), rng.uniform(-bound, bound, n_out)
+    else:
+        raise ValueError(f"unknown init {init!r}")
+    return W.astype(dtype), b.astype(dtype)
+
+
+class Linear:
+    """out = x @ W + b, with W of shape (n_in, n_out): the transpose of torch's nn.Linear.weight."""
+
+    def __init__(self, n_in, n_out, rng, init="he", dtype=np.float32):
+        W, b = init_weight(n_in, n_out, rng, init, dtype)
+        self.params = {"W": W, "b": b}
+        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
+        self.x = None
+
+    def forward(self, x):
+        self.x = x                                   # (N, n_in)
+        return x @ self.params["W"] + self.params["b"]  # (N, n_out)
+
+    def backward(self, dout, need_dx=True):
+        """dout: (N, n_out) -> dx: (N, n_in). need_dx=False skips dx for the first layer (nothing uses it)."""
+        np.matmul(self.x.T, dout, out=self.grads["W"])  # (n_in, n_out)
+        np.sum(dout, axis=0, out=self.grads["b"])       # (n_out,)
+        return dout @ self.params["W"].T if need_dx else None
+
+
+class ReLU:
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class Tanh:
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1 - self.out * self.out)
+
+
+class Sigmoid:
+    def forward(self, x):
+        self.out = 0.5 * (1 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without overflow for large -x
+        return self.out
+
+    def backward(self, dout):
+        return dout * self.out * (1 - self.out)
+
+
+class Dropout:
+    """Inverted dropout: zero each unit with probability p and scale the rest by 1/(1-p) while training,
+    so that evaluation needs no rescaling. The mask comes from the rng given, never a global one."""
+
+    def __init__(self, p, rng):
+        self.p, self.rng, self.training = p, rng, True
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            self.mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=x.dtype) >= self.p
+        self.mask = keep * x.dtype.type(1 / (1 - self.p))  # (N, H), 0 or 1/(1-p)
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout if self.mask is None else dout * self.mask
+
+
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}

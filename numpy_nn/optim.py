@@ -1,0 +1,86 @@
+"""Optimizers and learning-rate schedules, written to torch.optim's own formulas, operation for operation,
+so that the twins agree to float64 rounding. Each keeps its state per parameter name and updates in place.
+"""
+import math
+
+import numpy as np
+
+
+class SGD:
+    """torch.optim.SGD (dampening 0): g = grad + wd*p; buf = g, then momentum*buf + g;
+    step along buf, or g + momentum*buf with nesterov."""
+
+    def __init__(self, params, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        if nesterov and momentum <= 0:
+            raise ValueError("nesterov needs momentum > 0")
+        self.params, self.grads = params, grads  # name -> array; the layers' own arrays, shared
+        self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
+        self.buf = {}
+
+    def step(self):
+        for name, p in self.params.items():
+            g = self.grads[name]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            if self.momentum:
+                buf = self.buf.get(name)
+                if buf is None:
+                    buf = self.buf[name] = g.copy()
+                else:
+                    buf *= self.momentum
+                    buf += g
+                g = g + self.momentum * buf if self.nesterov else buf
+            p -= self.lr * g
+
+
+class Adam:
+    """torch.optim.Adam, or AdamW with decoupled=True (decay the weights, not the gradient).
+
+    m += (1-b1)(g - m);  v = b2 v + (1-b2) g^2;  p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+    """
+
+    def __init__(self, params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+        self.params, self.grads = params, grads
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.weight_decay, self.decoupled = weight_decay, decoupled
+        self.t = 0
+        self.m = {name: np.zeros_like(p) for name, p in params.items()}
+        self.v = {name: np.zeros_like(p) for name, p in params.items()}
+
+    def step(self):
+        self.t += 1
+        b1, b2 = self.betas
+        step_size = self.lr / (1 - b1 ** self.t)
+        bias_correction2_sqrt = (1 - b2 ** self.t) ** 0.5
+        for name, p in self.params.items():
+            g, m, v = self.grads[name], self.m[name], self.v[name]
+            if self.weight_decay:
+                if self.decoupled:
+                    p *= 1 - self.lr * self.weight_decay
+                else:
+                    g = g + self.weight_decay * p
+            m += (1 - b1) * (g - m)
+            v *= b2
+            v += (1 - b2) * g * g
+            denom = np.sqrt(v) / bias_correction2_sqrt + self.eps
+            p -= step_size * (m / denom)
+
+
+def AdamW(params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    """torch.optim.AdamW: Adam with weight decay applied to the weights directly."""
+    return Adam(params, grads, lr, betas, eps, weight_decay, decoupled=True)
+
+
+def lr_at(epoch, base_lr, schedule="constant", epochs=1, step_size=1, gamma=0.1):
+    """The learning rate of a 0-based epoch, as torch.optim.lr_scheduler defines it (stepped once per epoch).
+
+    step: StepLR, base * gamma^(epoch // step_size).  cosine: CosineAnnealingLR with T_max=epochs, eta_min=0,
+    base * (1 + cos(pi * epoch / epochs)) / 2.
+    """
+    if schedule == "constant":
+        return base_lr
+    if schedule == "step":
+        return base_lr * gamma ** (epoch // step_size)
+    if schedule == "cosine":
+        return base_lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
+    raise ValueError(f"unknown schedule {schedule!r}")

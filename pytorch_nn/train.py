@@ -1,0 +1,97 @@
+"""Train the PyTorch MLP on MNIST: `python pytorch_nn/train.py --help`.
+
+Same flags, loop, batches and outputs as numpy_nn/train.py (common.py); here autograd does the backward
+pass (loss.backward()) and torch.optim the update, so the step is four lines.
+"""
+import sys
+
+import torch
+
+import common
+from pytorch_nn.losses import softmax_cross_entropy
+from pytorch_nn.model import build
+from pytorch_nn.optim import make_optimizer, make_scheduler
+
+
+def add_flags(parser):
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where to train; auto picks CUDA when present (default: %(default)s)")
+
+
+def pick_device(name):
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise common.RunError("--device cuda: torch finds no CUDA device here; use --device cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    name, suffix = "pytorch", ".pt"
+
+    def __init__(self, args):
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)  # dropout masks; the weights come from numpy_nn's initializer
+        self.args = args
+        self.device = pick_device(getattr(args, "device", "cpu"))
+        self.model = build(args).to(self.device)
+        self.opt = make_optimizer(args, self.model.parameters())
+        self.sched = make_scheduler(args, self.opt)
+
+    def train_step(self, x, y):
+        x, y = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)  # no copy on the CPU
+        logits = self.model(x)
+        loss = softmax_cross_entropy(logits, y)
+        self.opt.zero_grad(set_to_none=True)   # autograd accumulates into .grad, so clear it first
+        loss.backward()                        # all of numpy_nn's backward methods, derived
+        self.opt.step()
+        return loss.item(), int((logits.argmax(dim=1) == y).sum())
+
+    @torch.inference_mode()
+    def predict(self, x):
+        self.model.eval()
+        logits = self.model(torch.from_numpy(x).to(self.device)).cpu().numpy()
+        self.model.train()
+        return logits
+
+    @property
+    def lr(self):
+        return self.opt.param_groups[0]["lr"]
+
+    def end_epoch(self):
+        self.sched.step()
+
+    def save(self, path):
+        with common.atomic_path(path) as tmp:
+            torch.save(self.model.state_dict(), tmp)
+
+    def load(self, path):
+        if path.suffix == ".npz":
+            raise common.RunError(
+                f"{path}: a numpy_nn checkpoint (.npz); evaluate it with numpy_nn/train.py, or convert it with "
+                f"pytorch_nn.model.state_dict_from_numpy")
+        try:
+            sd = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # missing, truncated, not a torch file, or unsafe pickle content
+            raise common.RunError(f"{path}: cannot load ({type(e).__name__}: "
+                                         f"{' '.join(str(e).split())[:120]})") from None
+        expected = self.model.state_dict()
+        if not isinstance(sd, dict) or set(sd) != set(expected):
+            got = sorted(sd) if isinstance(sd, dict) else type(sd).__name__
+            raise common.RunError(f"{path}: holds {got}, this model has {sorted(expected)}; "
+                                         f"pass the model flags it was trained with")
+        for k, t in expected.items():
+            if sd[k].shape != t.shape:
+                raise common.RunError(f"{path}: {k} has shape {tuple(sd[k].shape)}, this model's is "
+                                             f"{tuple(t.shape)}; pass the model flags it was trained with")
+        self.model.load_state_dict(sd)
+
+    def describe(self):
+        d = {"threads": torch.get_num_threads(), "device": str(self.device)}
+        if self.device.type == "cuda":
+            d["gpu"] = torch.cuda.get_device_name(self.device)
+        return d
+
+
+if __name__ == "__main__":
+    sys.exit(common.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0], add_flags=add_flags))

@@ -1,0 +1,56 @@
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import data_loader
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_mnist() -> Path:
+    """$MNIST_DIR, else ./data, else ../shared/mnist beside the repo: the tests need the real files."""
+    for candidate in (os.environ.get("MNIST_DIR"), ROOT / "data", ROOT.parent / "shared" / "mnist"):
+        if candidate and data_loader.locate(Path(candidate))[1] == []:
+            return Path(candidate)
+    pytest.fail("MNIST not found: set MNIST_DIR to a folder with the four IDX files (CI uses ../shared/mnist)")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return find_mnist()
+
+
+@pytest.fixture(scope="session")
+def mnist64(mnist_dir):
+    """float64 arrays with a 2,000-image training subset: what the parity tests train on."""
+    return data_loader.load_mnist(mnist_dir, dtype=np.float64, val_size=1000, limit_train=2000)
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """An IDX file for a uint8 array (magic 0x801 for 1-D labels, 0x803 for 3-D images)."""
+    magic = magic if magic is not None else 0x800 + array.ndim
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist(folder: Path, n_train=12, n_test=7, gz=True, seed=0) -> dict:
+    """Four small, valid IDX files in folder; returns their arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, a in arrays.items():
+        blob = idx_bytes(a)
+        name = data_loader.FILES[key]
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(blob))
+        else:
+            (folder / name).write_bytes(blob)
+    return arrays
