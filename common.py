@@ -149,23 +149,22 @@ def evaluate(trainer, x, y, batch_size) -> tuple[float, float]:
 
 def train_epoch(trainer, data, args, epoch) -> dict:
     """One pass over the training set in the (seed, epoch) order; times the updates only."""
-    n = len(data.x_train)
-    loss_sum, correct = 0.0, 0
+    n, loss_sum, correct = len(data.x_train), 0.0, 0
     progress = tqdm(total=n, desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", unit_scale=True,
                     leave=False, disable=args.quiet, mininterval=0.5)
     start = time.perf_counter()
-    for step, (xb, yb) in enumerate(data_loader.batches(data.x_train, data.y_train, args.batch_size,
-                                                        args.seed, epoch)):
-        loss, n_correct = trainer.train_step(xb, yb)
-        if not math.isfinite(loss):
-            progress.close()
-            raise Diverged(f"training loss is {loss} at epoch {epoch + 1}, step {step + 1} (lr {trainer.lr:g}); "
-                           f"try a smaller --lr, e.g. {trainer.lr / 10:g}")
-        loss_sum += loss * len(yb)
-        correct += n_correct
-        progress.update(len(yb))
+    # numpy's overflow warnings would only precede the one-line divergence error raised below
+    with progress, np.errstate(over="ignore", invalid="ignore"):
+        for step, (xb, yb) in enumerate(data_loader.batches(data.x_train, data.y_train, args.batch_size,
+                                                            args.seed, epoch)):
+            loss, n_correct = trainer.train_step(xb, yb)
+            if not math.isfinite(loss):
+                raise Diverged(f"training loss is {loss} at epoch {epoch + 1}, step {step + 1} "
+                               f"(lr {trainer.lr:g}); try a smaller --lr, e.g. {trainer.lr / 10:g}")
+            loss_sum += loss * len(yb)
+            correct += n_correct
+            progress.update(len(yb))
     seconds = time.perf_counter() - start
-    progress.close()
     return {"train_loss": loss_sum / n, "train_acc": correct / n, "epoch_seconds": seconds}
 
 

@@ -54,3 +54,19 @@ def write_mnist(folder: Path, n_train=12, n_test=7, gz=True, seed=0) -> dict:
         else:
             (folder / name).write_bytes(blob)
     return arrays
+
+
+def run_train(trainer_module, argv, mnist_dir):
+    """A train.py's main in-process (the CLI, minus Python start-up): (exit code, history or None)."""
+    import json
+    import common
+    out = None
+    if "--out" in argv:
+        out = Path(argv[argv.index("--out") + 1])
+    code = common.main(trainer_module.Trainer, ["--data-dir", str(mnist_dir), "--quiet", *argv],
+                       add_flags=getattr(trainer_module, "add_flags", None))
+    history = json.loads((out / "history.json").read_text()) if out and (out / "history.json").exists() else None
+    return code, history
+
+
+QUICK = ["--limit-train", "2000", "--val-size", "500", "--epochs", "2", "--threads", "1"]

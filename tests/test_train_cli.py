@@ -1,0 +1,128 @@
+"""Both train.py CLIs: they learn, write history.json, fail in one line, and repeat themselves exactly."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+import numpy_nn.train
+import pytorch_nn.train
+from conftest import QUICK, run_train
+
+TRAINERS = {"numpy": numpy_nn.train, "pytorch": pytorch_nn.train}
+EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "lr"}
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_short_run_learns_and_writes_history(impl, mnist_dir, tmp_path, capsys):
+    code, h = run_train(TRAINERS[impl], [*QUICK, "--out", str(tmp_path)], mnist_dir)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.count("epoch ") == 2 and "test loss" in out
+    assert h["implementation"] == impl and len(h["epochs"]) == 2
+    assert set(h["epochs"][0]) == EPOCH_KEYS
+    assert {"python", "numpy", "torch", "cpu", "threads"} <= set(h["environment"])
+    assert h["config"]["hidden"] == [128, 64] and h["config"]["limit_train"] == 2000
+    assert 0.85 < h["test_acc"] <= 1 and h["epochs"][1]["train_loss"] < h["epochs"][0]["train_loss"]
+    assert h["train_seconds"] == pytest.approx(sum(e["epoch_seconds"] for e in h["epochs"]))
+    assert [e["lr"] for e in h["epochs"]] == [1e-3, 5e-4]  # cosine over 2 epochs
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_same_seed_same_run(impl, mnist_dir, tmp_path):
+    """Bit-identical history (timings aside) and weights; another seed gives another run."""
+    runs = []
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        argv = [*QUICK, "--dropout", "0.1", "--seed", seed, "--save-model", "--out", str(tmp_path / name)]
+        code, h = run_train(TRAINERS[impl], argv, mnist_dir)
+        assert code == 0
+        for e in h["epochs"]:
+            del e["epoch_seconds"]
+        del h["train_seconds"], h["config"]["out"], h["config"]["seed"]
+        runs.append(h)
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    suffix = TRAINERS[impl].Trainer.suffix
+    a, b = (tmp_path / n / f"model{suffix}" for n in "ab")
+    assert a.read_bytes() == b.read_bytes() if impl == "numpy" else _same_torch_weights(a, b)
+
+
+def _same_torch_weights(a, b):
+    import torch
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_save_then_evaluate(impl, mnist_dir, tmp_path, capsys):
+    code, h = run_train(TRAINERS[impl], [*QUICK, "--save-model", "--out", str(tmp_path)], mnist_dir)
+    model = tmp_path / f"model{TRAINERS[impl].Trainer.suffix}"
+    assert code == 0 and model.exists()
+    capsys.readouterr()
+    assert run_train(TRAINERS[impl], ["--evaluate", str(model)], mnist_dir)[0] == 0
+    assert f"accuracy {h['test_acc']:.2%}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_huge_learning_rate_ends_with_the_divergence_error(impl, mnist_dir, tmp_path, capsys):
+    code, h = run_train(TRAINERS[impl], [*QUICK, "--optimizer", "sgd", "--lr", "1e6", "--out", str(tmp_path)],
+                        mnist_dir)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and h is None and len(err) == 1
+    assert err[0].startswith("error: training loss is") and "epoch 1, step" in err[0] and "--lr" in err[0]
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+@pytest.mark.parametrize("argv, flag", [
+    (["--lr", "0"], "--lr"), (["--lr", "-1"], "--lr"), (["--batch-size", "0"], "--batch-size"),
+    (["--hidden", "12,x"], "--hidden"), (["--dropout", "1"], "--dropout"), (["--optimizer", "rmsprop"], "--optimizer"),
+    (["--epochs", "two"], "--epochs"), (["--nesterov"], "--nesterov"), (["--momentum", "0.9"], "--momentum"),
+    (["--lr", "nan"], "--lr"),
+])
+def test_bad_flags_get_one_argparse_line(impl, argv, flag, mnist_dir, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_train(TRAINERS[impl], argv, mnist_dir)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and "error:" in err[-1] and flag in err[-1]
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_missing_data_and_bad_checkpoints_are_one_line(impl, tmp_path, capsys, monkeypatch):
+    import torchvision.datasets
+    monkeypatch.setattr(torchvision.datasets, "MNIST", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("offline")))
+    assert run_train(TRAINERS[impl], QUICK, tmp_path / "empty")[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: MNIST files missing") and "\n" not in err
+
+
+@pytest.mark.parametrize("impl, other", [("numpy", "pytorch"), ("pytorch", "numpy")])
+def test_checkpoint_of_the_other_twin_or_shape(impl, other, mnist_dir, tmp_path, capsys):
+    assert run_train(TRAINERS[other], [*QUICK, "--epochs", "0", "--save-model", "--out", str(tmp_path)], mnist_dir)[0] == 0
+    foreign = tmp_path / f"model{TRAINERS[other].Trainer.suffix}"
+    assert run_train(TRAINERS[impl], ["--evaluate", str(foreign)], mnist_dir)[0] == 1
+    assert "checkpoint" in capsys.readouterr().err
+    assert run_train(TRAINERS[impl], [*QUICK, "--epochs", "0", "--save-model", "--out", str(tmp_path)], mnist_dir)[0] == 0
+    own = tmp_path / f"model{TRAINERS[impl].Trainer.suffix}"
+    assert run_train(TRAINERS[impl], ["--evaluate", str(own), "--hidden", "32"], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(own) in err and "\n" not in err
+    garbage = tmp_path / f"garbage{TRAINERS[impl].Trainer.suffix}"
+    garbage.write_bytes(b"not a checkpoint")
+    assert run_train(TRAINERS[impl], ["--evaluate", str(garbage)], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(garbage) in err and "\n" not in err
+
+
+def test_cuda_requested_without_cuda(mnist_dir, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert run_train(pytorch_nn.train, [*QUICK, "--device", "cuda"], mnist_dir)[0] == 1
+    assert "--device cuda" in capsys.readouterr().err
+
+
+def test_preset_supplies_defaults_that_flags_override():
+    import common
+    parser = common.make_parser("x")
+    args = common.parse_args(parser, ["--preset", "default", "--epochs", "3"])
+    assert args.epochs == 3 and args.lr == common.PRESETS["default"]["lr"]
