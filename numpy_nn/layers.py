@@ -31,8 +31,10 @@ class Linear:
         self.x = None
 
     def forward(self, x):
-        self.x = x                                   # (N, n_in)
-        return x @ self.params["W"] + self.params["b"]  # (N, n_out)
+        self.x = x                   # (N, n_in)
+        out = x @ self.params["W"]   # (N, n_out)
+        out += self.params["b"]
+        return out
 
     def backward(self, dout, need_dx=True):
         """dout: (N, n_out) -> dx: (N, n_in). need_dx=False skips dx for the first layer (nothing uses it)."""

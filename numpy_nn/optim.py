@@ -46,6 +46,7 @@ class Adam:
         self.t = 0
         self.m = {name: np.zeros_like(p) for name, p in params.items()}
         self.v = {name: np.zeros_like(p) for name, p in params.items()}
+        self.tmp = {name: np.empty_like(p) for name, p in params.items()}  # scratch: no allocation per step
 
     def step(self):
         self.t += 1
@@ -53,17 +54,25 @@ class Adam:
         step_size = self.lr / (1 - b1 ** self.t)
         bias_correction2_sqrt = (1 - b2 ** self.t) ** 0.5
         for name, p in self.params.items():
-            g, m, v = self.grads[name], self.m[name], self.v[name]
+            g, m, v, tmp = self.grads[name], self.m[name], self.v[name], self.tmp[name]
             if self.weight_decay:
                 if self.decoupled:
                     p *= 1 - self.lr * self.weight_decay
                 else:
                     g = g + self.weight_decay * p
-            m += (1 - b1) * (g - m)
+            np.subtract(g, m, out=tmp)          # m += (1 - b1) * (g - m)
+            tmp *= 1 - b1
+            m += tmp
+            np.multiply(g, 1 - b2, out=tmp)     # v = b2 * v + (1 - b2) * g * g
+            tmp *= g
             v *= b2
-            v += (1 - b2) * g * g
-            denom = np.sqrt(v) / bias_correction2_sqrt + self.eps
-            p -= step_size * (m / denom)
+            v += tmp
+            np.sqrt(v, out=tmp)                 # p -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+            tmp /= bias_correction2_sqrt
+            tmp += self.eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp
 
 
 def AdamW(params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
