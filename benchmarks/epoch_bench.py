@@ -76,12 +76,15 @@ def bare_torch(data, args):
     opt = (torch.optim.SGD(model.parameters(), args.lr, momentum=0.9) if args.optimizer == "sgd"
            else torch.optim.Adam(model.parameters(), args.lr))
 
+    def step(x, y):  # a function, so that each step's graph is freed before the next one allocates
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     def epoch(e):
         for x, y in data_loader.batches(data.x_train, data.y_train, args.batch_size, args.seed, e):
-            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step(x, y)
     return epoch
 
 
@@ -93,7 +96,7 @@ def framework(module, data, args):
 def trainer_args(batch_size, opts):
     parser = common.make_parser("bench")
     pytorch_nn.train.add_flags(parser)
-    argv = ["--batch-size", str(batch_size), "--threads", str(opts.threads), "--quiet", "--device", "cpu",
+    argv = ["--batch-size", str(batch_size), "--threads", str(opts.threads), "--quiet", "--device", "cpu", "--dropout", "0",
             "--optimizer", opts.optimizer, "--lr", "0.01" if opts.optimizer == "sgd" else "1e-3"]
     if opts.optimizer == "sgd":
         argv += ["--momentum", "0.9"]
@@ -117,8 +120,10 @@ def run(opts):
         times = {name: [] for name in VARIANTS}
         for name, epoch in epochs.items():  # warm-up: allocator, BLAS threads, torch's first-call costs
             epoch(0)
+        names = list(epochs)
         for r in range(opts.repeats):
-            for name, epoch in epochs.items():
+            for name in names[r % 4:] + names[:r % 4]:  # rotate: no variant always follows the same one
+                epoch = epochs[name]
                 t = time.perf_counter()
                 epoch(r + 1)
                 times[name].append(time.perf_counter() - t)

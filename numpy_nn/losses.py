@@ -14,7 +14,7 @@ def softmax_cross_entropy(logits, y):
     exp = np.exp(shifted)
     sum_exp = exp.sum(axis=1, keepdims=True)                # (N, 1), in [1, C]
     rows = np.arange(n)
-    loss = float(np.mean(np.log(sum_exp[:, 0]) - shifted[rows, y]))
+    loss = float(np.log(sum_exp).sum() - shifted[rows, y].sum()) / n
     dlogits = exp
     dlogits /= sum_exp                                      # softmax, in place
     dlogits[rows, y] -= 1

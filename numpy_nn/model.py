@@ -38,11 +38,11 @@ class MLP:
 
     def backward(self, dlogits):
         """Fill every layer's grads from dlogits (N, 10); the input's gradient is not computed."""
-        layers = list(self.layers.values())
+        *rest, first = reversed(self.layers.values())
         dout = dlogits
-        for layer in reversed(layers[1:]):
+        for layer in rest:
             dout = layer.backward(dout)
-        layers[0].backward(dout, need_dx=False)
+        first.backward(dout, need_dx=False)
 
     def load(self, arrays):
         """Copy arrays (name -> array) into the parameters, checking names and shapes."""
