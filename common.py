@@ -173,13 +173,16 @@ def train_epoch(trainer, data, args, epoch) -> dict:
     return {"train_loss": loss_sum / n, "train_acc": correct / n, "epoch_seconds": seconds}
 
 
-def fit(trainer, data, args, log=print) -> dict:
-    """Train for args.epochs; returns the history record (config, environment, epochs, test figures)."""
+def fit(trainer, data, args, log=print, test_each_epoch=False) -> dict:
+    """Train for args.epochs; returns the history record (config, environment, epochs, test figures).
+    test_each_epoch adds test_loss/test_acc to every epoch's record (compare.py's time-to-accuracy)."""
     epochs = []
     for epoch in range(args.epochs):
         lr = trainer.lr
         record = {"epoch": epoch + 1, **train_epoch(trainer, data, args, epoch)}
         record["val_loss"], record["val_acc"] = evaluate(trainer, data.x_val, data.y_val, args.test_batch_size)
+        if test_each_epoch:
+            record["test_loss"], record["test_acc"] = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
         record["lr"] = lr
         epochs.append(record)
         trainer.end_epoch()
@@ -188,7 +191,7 @@ def fit(trainer, data, args, log=print) -> dict:
     return {
         "implementation": trainer.name,
         "config": config_of(args),
-        "environment": environment(trainer),
+        "environment": environment(**trainer.describe()),
         "epochs": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in epochs],
         "test_loss": test_loss,
         "test_acc": test_acc,
@@ -208,7 +211,8 @@ def config_of(args) -> dict:
             for k, v in vars(args).items()}
 
 
-def environment(trainer) -> dict:
+def environment(**extra) -> dict:
+    """Versions and machine facts for a report; extra adds the trainer's own (threads, device)."""
     def version(pkg):
         try:
             return importlib.metadata.version(pkg)
@@ -221,7 +225,7 @@ def environment(trainer) -> dict:
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cores": default_threads(),
-        **trainer.describe(),
+        **extra,
     }
 
 
