@@ -65,8 +65,8 @@ def train_job(impl: str, device: str, argv: list[str], predictions: bool) -> dic
     return history
 
 
-def time_epoch_job(impl: str, device: str, argv: list[str]) -> float:
-    """Seconds of one training epoch after one warm-up epoch (the scaling study)."""
+def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> float:
+    """Median seconds of `repeats` training epochs after one warm-up epoch (the scaling study)."""
     import importlib
     module = importlib.import_module(IMPLS[impl])
     parser = common.make_parser(impl)
@@ -77,13 +77,24 @@ def time_epoch_job(impl: str, device: str, argv: list[str]) -> float:
     data = data_loader.load_mnist(args.data_dir, val_size=args.val_size, limit_train=args.limit_train)
     trainer = module.Trainer(args)
     common.train_epoch(trainer, data, args, 0)
-    return common.train_epoch(trainer, data, args, 1)["epoch_seconds"]
+    return statistics.median(common.train_epoch(trainer, data, args, e)["epoch_seconds"] for e in range(1, repeats + 1))
 
 
-def run_in_child(fn, *args):
-    """Run fn in a fresh spawned process (its own peak memory, no state shared with other runs)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+class Workers:
+    """One spawned process per implementation and device, reused for all of its runs: its peak memory is
+    that implementation's alone (numpy_nn's never imports torch), and torch is imported once, not per run."""
+
+    def __init__(self):
+        self.pools = {}
+
+    def run(self, key, fn, *args):
+        if key not in self.pools:
+            self.pools[key] = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        return self.pools[key].submit(fn, *args).result()
+
+    def close(self):
+        for pool in self.pools.values():
+            pool.shutdown()
 
 
 # --- the plan ------------------------------------------------------------------------------------------------
@@ -378,12 +389,24 @@ def summarize(runs: list[dict]):
     return table, epochs
 
 
-def markdown_table(df, floatfmt=".4g") -> str:
-    """A pipe table from a DataFrame, with pandas' own formatting (no extra dependency)."""
+def _fmt(column: str, v) -> str:
+    """Accuracies as percentages, big counts with separators, the rest to 3-4 significant digits."""
+    if not isinstance(v, float):
+        return str(v)
+    if math.isnan(v):
+        return "-"
+    if "acc" in column:
+        return f"{100 * v:.2f} %"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def markdown_table(df) -> str:
+    """A pipe table from a DataFrame (pandas' to_markdown would need the tabulate package)."""
     cols = list(df.columns)
-    fmt = lambda v: f"{v:{floatfmt}}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(_fmt(c, v) for c, v in zip(cols, row)) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -392,7 +415,7 @@ def write_csv(df, path):
         df.to_csv(tmp, index=False)
 
 
-def run_comparison(args, tmp: Path, progress) -> list[str]:
+def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     """The main comparison, the optimizer study and the scaling study; returns the report's sections."""
     import pandas as pd
 
@@ -401,7 +424,7 @@ def run_comparison(args, tmp: Path, progress) -> list[str]:
     for impl, device in rows:
         for seed in range(1, args.seeds + 1):
             progress.set_postfix_str(f"{impl} {device} seed {seed}")
-            h = run_in_child(train_job, impl, device, model_argv(args, seed=seed), seed == 1)
+            h = workers.run((impl, device), train_job, impl, device, model_argv(args, seed=seed), seed == 1)
             h["n_train"] = 60000 - args.val_size if args.limit_train is None else min(args.limit_train, 60000 - args.val_size)
             runs.append(h)
             progress.update()
@@ -431,7 +454,7 @@ def run_comparison(args, tmp: Path, progress) -> list[str]:
             for impl, device in rows:
                 progress.set_postfix_str(f"optimizer {name}: {impl} {device}")
                 argv = model_argv(args, seed=1, optimizer=None, lr=None, momentum=None, weight_decay=None)
-                h = run_in_child(train_job, impl, device, argv + OPTIMIZERS[name], False)
+                h = workers.run((impl, device), train_job, impl, device, argv + OPTIMIZERS[name], False)
                 opt_runs.append({"optimizer": name, "implementation": impl, "device": device, "history": h})
                 progress.update()
         opt_epochs = pd.DataFrame([{"optimizer": r["optimizer"], "implementation": r["implementation"],
@@ -452,19 +475,21 @@ def run_comparison(args, tmp: Path, progress) -> list[str]:
         for bs in args.batch_size_list:
             for impl, device in rows:
                 progress.set_postfix_str(f"batch {bs}: {impl} {device}")
-                s = run_in_child(time_epoch_job, impl, device, model_argv(args, batch_size=bs, seed=1))
+                s = workers.run((impl, device), time_epoch_job, impl, device, model_argv(args, batch_size=bs, seed=1),
+                                1 if args.quick else 3)
                 scale.append({"implementation": impl, "device": device, "batch_size": bs, "epoch_s": s,
                               "samples_per_s": n / s, "gflops": flops * n / s / 1e9, "matmul_peak_gflops": peak})
                 progress.update()
         scale = pd.DataFrame(scale)
         write_csv(scale, tmp / "scaling.csv")
         plot_scaling(scale, peak, tmp / "scaling.png")
-        sections += [f"## Scaling (one epoch of {n} images after one warm-up; matmul peak {peak:.0f} GFLOP/s)\n",
+        sections += [f"## Scaling (median of {1 if args.quick else 3} epochs of {n} images after one warm-up; "
+                     f"matmul peak {peak:.0f} GFLOP/s)\n",
                      markdown_table(scale.drop(columns="matmul_peak_gflops")), "", "![scaling](scaling.png)\n"]
     return sections
 
 
-def run_sweep(args, tmp: Path, progress) -> list[str]:
+def run_sweep(args, tmp: Path, progress, workers) -> list[str]:
     import pandas as pd
     grid = {"lr": args.sweep_lr or [args.lr], "hidden": args.sweep_hidden or [args.hidden],
             "batch_size": args.sweep_batch_size or [args.batch_size],
@@ -477,7 +502,7 @@ def run_sweep(args, tmp: Path, progress) -> list[str]:
             argv = model_argv(args, seed=1, lr=point["lr"], hidden=",".join(map(str, point["hidden"])),
                               batch_size=point["batch_size"], optimizer=point["optimizer"], epochs=point["epochs"],
                               momentum=None, weight_decay=None)
-            h = run_in_child(train_job, impl, device, argv, False)
+            h = workers.run((impl, device), train_job, impl, device, argv, False)
             results.append({"implementation": impl, "device": device, **point,
                             "hidden": ",".join(map(str, point["hidden"])),
                             "best_val_acc": max(e["val_acc"] or 0 for e in h["epochs"]),
@@ -517,7 +542,11 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(dir=args.out, prefix=".compare-") as tmp, \
                 tqdm(total=total, desc="compare", unit="run") as progress:
             tmp = Path(tmp)
-            sections = (run_sweep if sweep else run_comparison)(args, tmp, progress)
+            workers = Workers()
+            try:
+                sections = (run_sweep if sweep else run_comparison)(args, tmp, progress, workers)
+            finally:
+                workers.close()
             env = common.environment()
             header = ["# numpy_nn vs pytorch_nn on MNIST\n",
                       f"Reproduce: `python compare.py {shlex.join(argv)}`".rstrip() + "\n",

@@ -1,0 +1,88 @@
+"""compare.py --quick end to end: every table and figure, sane numbers, nothing written into results/."""
+import matplotlib.image
+import pandas as pd
+import pytest
+
+import compare
+
+ROOT = compare.Path(__file__).resolve().parents[1]
+FIGURES = ["loss.png", "accuracy.png", "epoch_time.png", "confusion.png", "misclassified.png", "samples.png",
+           "optimizers.png", "scaling.png"]
+
+
+@pytest.fixture(scope="module")
+def quick(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    before = sorted(p.name for p in (ROOT / "results").iterdir()) if (ROOT / "results").exists() else []
+    code = compare.main(["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--threads", "1"])
+    after = sorted(p.name for p in (ROOT / "results").iterdir()) if (ROOT / "results").exists() else []
+    assert before == after, "compare --quick --out elsewhere wrote into results/"
+    return code, out
+
+
+def test_quick_writes_every_output(quick):
+    code, out = quick
+    assert code == 0
+    for name in ["comparison.md", "comparison.csv", "epochs.csv", "optimizers.csv", "scaling.csv", *FIGURES]:
+        assert (out / name).stat().st_size > 0, name
+    for name in FIGURES:
+        image = matplotlib.image.imread(out / name)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200, name
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_quick_tables(quick):
+    _, out = quick
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["implementation"]) == ["numpy", "pytorch"]
+    for col in ["test_acc_mean", "test_acc_std", "test_loss_mean", "best_val_acc", "median_epoch_s", "samples_per_s",
+                "train_s_mean", "time_to_98%_s", "peak_rss_mb", "epoch_time_vs_first"]:
+        assert col in table, col
+    assert table["test_acc_mean"].between(0.5, 1).all() and table["best_val_acc"].between(0, 1).all()
+    assert (table["median_epoch_s"] > 0).all() and (table["peak_rss_mb"] > 50).all()
+    epochs = pd.read_csv(out / "epochs.csv")
+    assert len(epochs) == 2 * 2  # two twins x two epochs
+    assert epochs[["train_acc", "val_acc", "test_acc"]].stack().between(0, 1).all()
+    opt = pd.read_csv(out / "optimizers.csv")
+    assert set(opt["optimizer"]) == {"sgd", "momentum", "adam"} and opt["val_acc"].between(0, 1).all()
+    scale = pd.read_csv(out / "scaling.csv")
+    assert set(scale["batch_size"]) == {64, 512} and (scale["gflops"] > 0).all()
+    report = (out / "comparison.md").read_text()
+    assert "Reproduce: `python compare.py --quick" in report and "| numpy | cpu |" in report
+
+
+def test_rerun_replaces_outputs(mnist_dir, tmp_path):
+    stale = tmp_path / "optimizers.png"
+    stale.write_bytes(b"stale")
+    (tmp_path / "notes.txt").write_text("mine")
+    argv = ["--quick", "--only", "numpy", "--optimizers", "", "--batch-sizes", "", "--out", str(tmp_path),
+            "--data-dir", str(mnist_dir), "--threads", "1"]
+    assert compare.main(argv) == 0
+    assert not stale.exists() and (tmp_path / "notes.txt").read_text() == "mine"
+    assert list(pd.read_csv(tmp_path / "comparison.csv")["implementation"]) == ["numpy"]
+
+
+def test_sweep_mode(mnist_dir, tmp_path):
+    argv = ["--quick", "--only", "numpy", "--sweep-lr", "1e-3", "3e-3", "--sweep-hidden", "32", "64,32",
+            "--out", str(tmp_path), "--data-dir", str(mnist_dir), "--threads", "1"]
+    assert compare.main(argv) == 0
+    table = pd.read_csv(tmp_path / "sweep.csv")
+    assert len(table) == 4 and table["best_val_acc"].is_monotonic_decreasing
+    assert (tmp_path / "sweep.png").stat().st_size > 0 and (tmp_path / "sweep.md").exists()
+
+
+@pytest.mark.parametrize("argv, flag", [(["--optimizers", "sgd,lbfgs"], "--optimizers"),
+                                        (["--batch-sizes", "64,x"], "--batch-sizes"),
+                                        (["--seeds", "0"], "--seeds")])
+def test_bad_flags(argv, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        compare.main(argv)
+    assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_missing_data(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets
+    monkeypatch.setattr(torchvision.datasets, "MNIST", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("offline")))
+    assert compare.main(["--quick", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: MNIST files missing") and "\n" not in err
