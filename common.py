@@ -4,7 +4,9 @@ backward, step): the flags, the epoch loop, history.json, atomic writes and the 
 A trainer is a small class (numpy_nn/train.py, pytorch_nn/train.py) with:
     name, suffix              "numpy" / "pytorch", ".npz" / ".pt"
     Trainer(args)             builds model, optimizer and schedule from the flags
-    train_step(x, y)          one update on a batch (NumPy arrays); returns (mean loss, n correct)
+    place(x, y)               the training arrays where the trainer computes (NumPy, torch, CuPy), once
+    train_step(x, y)          one update on a placed batch; returns (mean loss, n correct) as numbers on
+                              the CPU, or as device scalars on a GPU, which host(list) reads in one go
     predict(x)                logits as a NumPy array, in evaluation mode, without gradients
     lr, end_epoch()           the current learning rate; advance the schedule by one epoch
     save(path), load(path)    weights; load raises RunError with a one-line reason
@@ -149,37 +151,55 @@ def evaluate(trainer, x, y, batch_size) -> tuple[float, float]:
         return math.nan, math.nan
     logits = np.concatenate([trainer.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     loss, _ = softmax_cross_entropy(logits, y)  # both twins' predictions scored by one function
-    return loss, float((logits.argmax(axis=1) == y).mean())
+    return float(loss), float((logits.argmax(axis=1) == y).mean())
 
 
-def train_epoch(trainer, data, args, epoch) -> dict:
-    """One pass over the training set in the (seed, epoch) order; times the updates only."""
-    n, loss_sum, correct = len(data.x_train), 0.0, 0
+def train_epoch(trainer, x, y, args, epoch) -> dict:
+    """One pass over (x, y), as placed by trainer.place, in the (seed, epoch) order; times the updates only.
+
+    A step's loss comes back as a float (CPU: checked at once, training stops at the first non-finite one)
+    or as a device array (GPU: reading it would stall the pipeline, so the epoch's losses are read together
+    at its end, which also waits for the device before the clock stops).
+    """
+    n, loss_sum, correct, deferred = len(x), 0.0, 0, []
     progress = tqdm(total=n, desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", unit_scale=True,
                     leave=False, disable=args.quiet, mininterval=0.5)
     start = time.perf_counter()
     # numpy's overflow warnings would only precede the one-line divergence error raised below
     with progress, np.errstate(over="ignore", invalid="ignore"):
-        for step, (xb, yb) in enumerate(data_loader.batches(data.x_train, data.y_train, args.batch_size,
-                                                            args.seed, epoch)):
+        for step, (xb, yb) in enumerate(data_loader.batches(x, y, args.batch_size, args.seed, epoch)):
             loss, n_correct = trainer.train_step(xb, yb)
-            if not math.isfinite(loss):
-                raise Diverged(f"training loss is {loss} at epoch {epoch + 1}, step {step + 1} "
-                               f"(lr {trainer.lr:g}); try a smaller --lr, e.g. {trainer.lr / 10:g}")
-            loss_sum += loss * len(yb)
+            if isinstance(loss, float):
+                if not math.isfinite(loss):
+                    raise _diverged(trainer, epoch, step, loss)
+                loss_sum += loss * len(yb)
+            else:
+                deferred.append((loss, len(yb)))
             correct += n_correct
             progress.update(len(yb))
+        if deferred:
+            losses = trainer.host([loss for loss, _ in deferred])
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                raise _diverged(trainer, epoch, int(bad[0]), losses[bad[0]])
+            loss_sum = sum(float(loss) * size for loss, (_, size) in zip(losses, deferred))
     seconds = time.perf_counter() - start
-    return {"train_loss": loss_sum / n, "train_acc": correct / n, "epoch_seconds": seconds}
+    return {"train_loss": loss_sum / n, "train_acc": int(correct) / n, "epoch_seconds": seconds}
+
+
+def _diverged(trainer, epoch, step, loss) -> Diverged:
+    return Diverged(f"training loss is {float(loss)} at epoch {epoch + 1}, step {step + 1} (lr {trainer.lr:g}); "
+                    f"try a smaller --lr, e.g. {trainer.lr / 10:g}")
 
 
 def fit(trainer, data, args, log=print, test_each_epoch=False) -> dict:
     """Train for args.epochs; returns the history record (config, environment, epochs, test figures).
     test_each_epoch adds test_loss/test_acc to every epoch's record (compare.py's time-to-accuracy)."""
     epochs = []
+    x, y = trainer.place(data.x_train, data.y_train)  # once: on a GPU the whole training set moves there
     for epoch in range(args.epochs):
         lr = trainer.lr
-        record = {"epoch": epoch + 1, **train_epoch(trainer, data, args, epoch)}
+        record = {"epoch": epoch + 1, **train_epoch(trainer, x, y, args, epoch)}
         record["val_loss"], record["val_acc"] = evaluate(trainer, data.x_val, data.y_val, args.test_batch_size)
         if test_each_epoch:
             record["test_loss"], record["test_acc"] = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)

@@ -76,8 +76,9 @@ def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> flo
     common.threadpool_limits(args.threads)
     data = data_loader.load_mnist(args.data_dir, val_size=args.val_size, limit_train=args.limit_train)
     trainer = module.Trainer(args)
-    common.train_epoch(trainer, data, args, 0)
-    return statistics.median(common.train_epoch(trainer, data, args, e)["epoch_seconds"] for e in range(1, repeats + 1))
+    x, y = trainer.place(data.x_train, data.y_train)
+    common.train_epoch(trainer, x, y, args, 0)
+    return statistics.median(common.train_epoch(trainer, x, y, args, e)["epoch_seconds"] for e in range(1, repeats + 1))
 
 
 class Workers:

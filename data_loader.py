@@ -218,15 +218,28 @@ def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int, *, drop_last: bool = False):
-    """Yield (x_batch, y_batch) in the (seed, epoch) order; each sample once per epoch.
+    """Yield (x_batch, y_batch) in the (seed, epoch) order; each sample once per epoch. x and y may be
+    NumPy arrays or the same data placed by a trainer (torch tensors, CuPy arrays): the order is the same.
 
     The last batch holds the n % batch_size samples left over; drop_last=True skips it instead.
     """
-    order = batch_order(len(x), seed, epoch)
+    order = _index_like(batch_order(len(x), seed, epoch), x)
     stop = len(x) - len(x) % batch_size if drop_last else len(x)
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
         yield x[idx], y[idx]
+
+
+def _index_like(order: np.ndarray, x):
+    """The order in x's own array library (torch, CuPy), so that data placed on a GPU is indexed there."""
+    library = type(x).__module__.split(".")[0]
+    if library == "torch":
+        import torch
+        return torch.from_numpy(order).to(x.device)
+    if library == "cupy":
+        import cupy
+        return cupy.asarray(order)
+    return order
 
 
 def n_batches(n: int, batch_size: int, drop_last: bool = False) -> int:

@@ -90,7 +90,8 @@ def bare_torch(data, args):
 
 def framework(module, data, args):
     trainer = module.Trainer(args)
-    return lambda e: common.train_epoch(trainer, data, args, e)
+    x, y = trainer.place(data.x_train, data.y_train)
+    return lambda e: common.train_epoch(trainer, x, y, args, e)
 
 
 def trainer_args(batch_size, opts):

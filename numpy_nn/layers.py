@@ -5,6 +5,12 @@ Each layer with weights holds `params` and `grads`, dicts of arrays under the sa
 """
 import numpy as np
 
+try:  # the same math on a GPU: CuPy arrays bring their own module, everything else is NumPy
+    from cupy import get_array_module as array_module
+except ImportError:
+    def array_module(*arrays):
+        return np
+
 
 def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
     """(n_in, n_out) weights and (n_out,) bias. he: N(0, 2/n_in), for ReLU; xavier: N(0, 2/(n_in+n_out));
@@ -24,10 +30,11 @@ def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
 class Linear:
     """out = x @ W + b, with W of shape (n_in, n_out): the transpose of torch's nn.Linear.weight."""
 
-    def __init__(self, n_in, n_out, rng, init="he", dtype=np.float32):
-        W, b = init_weight(n_in, n_out, rng, init, dtype)
-        self.params = {"W": W, "b": b}
-        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
+    def __init__(self, n_in, n_out, rng, init="he", dtype=np.float32, xp=np):
+        W, b = init_weight(n_in, n_out, rng, init, dtype)  # drawn on the host: the same weights on any device
+        self.xp = xp
+        self.params = {"W": xp.asarray(W), "b": xp.asarray(b)}
+        self.grads = {"W": xp.zeros_like(self.params["W"]), "b": xp.zeros_like(self.params["b"])}
         self.x = None
 
     def forward(self, x):
@@ -38,8 +45,8 @@ class Linear:
 
     def backward(self, dout, need_dx=True):
         """dout: (N, n_out) -> dx: (N, n_in). need_dx=False skips dx for the first layer (nothing uses it)."""
-        np.matmul(self.x.T, dout, out=self.grads["W"])  # (n_in, n_out)
-        np.sum(dout, axis=0, out=self.grads["b"])       # (n_out,)
+        self.xp.matmul(self.x.T, dout, out=self.grads["W"])  # (n_in, n_out)
+        self.xp.sum(dout, axis=0, out=self.grads["b"])       # (n_out,)
         return dout @ self.params["W"].T if need_dx else None
 
 
@@ -54,7 +61,7 @@ class ReLU:
 
 class Tanh:
     def forward(self, x):
-        self.out = np.tanh(x)
+        self.out = array_module(x).tanh(x)
         return self.out
 
     def backward(self, dout):
@@ -63,7 +70,7 @@ class Tanh:
 
 class Sigmoid:
     def forward(self, x):
-        self.out = 0.5 * (1 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without overflow for large -x
+        self.out = 0.5 * (1 + array_module(x).tanh(0.5 * x))  # = 1 / (1 + exp(-x)), no overflow for large -x
         return self.out
 
     def backward(self, dout):
@@ -72,7 +79,8 @@ class Sigmoid:
 
 class Dropout:
     """Inverted dropout: zero each unit with probability p and scale the rest by 1/(1-p) while training,
-    so that evaluation needs no rescaling. The mask comes from the rng given, never a global one."""
+    so that evaluation needs no rescaling. The mask comes from the rng given (a NumPy or CuPy Generator,
+    on the arrays' device), never a global one."""
 
     def __init__(self, p, rng):
         self.p, self.rng, self.training = p, rng, True

@@ -1,5 +1,5 @@
 """Softmax and cross-entropy fused into one numerically stable step."""
-import numpy as np
+from numpy_nn.layers import array_module
 
 
 def softmax_cross_entropy(logits, y):
@@ -9,12 +9,12 @@ def softmax_cross_entropy(logits, y):
     Stable for any finite logits: log-sum-exp after subtracting each row's max, so exp never overflows
     and log never sees 0. The gradient of the mean loss is (softmax - onehot) / N.
     """
-    n = len(y)
+    xp, n = array_module(logits), len(y)
     shifted = logits - logits.max(axis=1, keepdims=True)   # (N, C), max 0 per row
-    exp = np.exp(shifted)
+    exp = xp.exp(shifted)
     sum_exp = exp.sum(axis=1, keepdims=True)                # (N, 1), in [1, C]
-    rows = np.arange(n)
-    loss = float(np.log(sum_exp).sum() - shifted[rows, y].sum()) / n
+    rows = xp.arange(n)
+    loss = (xp.log(sum_exp).sum() - shifted[rows, y].sum()) / n  # a 0-d array: float() on a GPU waits for it
     dlogits = exp
     dlogits /= sum_exp                                      # softmax, in place
     dlogits[rows, y] -= 1

@@ -9,16 +9,17 @@ class MLP:
     ("fc1.W") map one-to-one onto pytorch_nn's state_dict ("fc1.weight")."""
 
     def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, init="he", seed=0,
-                 dtype=np.float32, n_in=784, n_out=10):
+                 dtype=np.float32, n_in=784, n_out=10, xp=np):
         rng = np.random.default_rng(seed)  # weights first, then dropout masks from the same stream
         sizes = [n_in, *hidden, n_out]
         self.layers = {}
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            self.layers[f"fc{i}"] = Linear(a, b, rng, init, dtype)
+            self.layers[f"fc{i}"] = Linear(a, b, rng, init, dtype, xp)
             if i < len(sizes) - 1:
                 self.layers[f"{activation}{i}"] = ACTIVATIONS[activation]()
                 if dropout > 0:
-                    self.layers[f"drop{i}"] = Dropout(dropout, rng)
+                    mask_rng = rng if xp is np else xp.random.default_rng(int(rng.integers(2 ** 63)))
+                    self.layers[f"drop{i}"] = Dropout(dropout, mask_rng)
         self.params = self._named("params")  # name -> array: the layers' own arrays, not copies
         self.grads = self._named("grads")
 

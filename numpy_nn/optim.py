@@ -3,7 +3,7 @@ so that the twins agree to float64 rounding. Each keeps its state per parameter 
 """
 import math
 
-import numpy as np
+from numpy_nn.layers import array_module
 
 
 class SGD:
@@ -44,15 +44,17 @@ class Adam:
         self.lr, self.betas, self.eps = lr, betas, eps
         self.weight_decay, self.decoupled = weight_decay, decoupled
         self.t = 0
-        self.m = {name: np.zeros_like(p) for name, p in params.items()}
-        self.v = {name: np.zeros_like(p) for name, p in params.items()}
-        self.tmp = {name: np.empty_like(p) for name, p in params.items()}  # scratch: no allocation per step
+        self.xp = array_module(*params.values())
+        self.m = {name: self.xp.zeros_like(p) for name, p in params.items()}
+        self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}
+        self.tmp = {name: self.xp.empty_like(p) for name, p in params.items()}  # scratch: no allocation per step
 
     def step(self):
         self.t += 1
         b1, b2 = self.betas
         step_size = self.lr / (1 - b1 ** self.t)
         bias_correction2_sqrt = (1 - b2 ** self.t) ** 0.5
+        xp = self.xp
         for name, p in self.params.items():
             g, m, v, tmp = self.grads[name], self.m[name], self.v[name], self.tmp[name]
             if self.weight_decay:
@@ -60,17 +62,17 @@ class Adam:
                     p *= 1 - self.lr * self.weight_decay
                 else:
                     g = g + self.weight_decay * p
-            np.subtract(g, m, out=tmp)          # m += (1 - b1) * (g - m)
+            xp.subtract(g, m, out=tmp)          # m += (1 - b1) * (g - m)
             tmp *= 1 - b1
             m += tmp
-            np.multiply(g, 1 - b2, out=tmp)     # v = b2 * v + (1 - b2) * g * g
+            xp.multiply(g, 1 - b2, out=tmp)     # v = b2 * v + (1 - b2) * g * g
             tmp *= g
             v *= b2
             v += tmp
-            np.sqrt(v, out=tmp)                 # p -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+            xp.sqrt(v, out=tmp)                 # p -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
             tmp /= bias_correction2_sqrt
             tmp += self.eps
-            np.divide(m, tmp, out=tmp)
+            xp.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp
 

@@ -13,6 +13,28 @@ from numpy_nn.model import MLP
 from numpy_nn.optim import SGD, Adam, AdamW, lr_at
 
 
+def add_flags(parser):
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
+                        help="array library: NumPy on the CPU, or CuPy on a CUDA GPU; the math is the same "
+                             "code (default: %(default)s)")
+
+
+def array_library(name):
+    """numpy, or cupy when asked for and usable; otherwise one line saying why not."""
+    if name == "numpy":
+        return np
+    try:
+        import cupy
+        cupy.cuda.runtime.getDeviceCount()
+    except ImportError:
+        raise common.RunError("--backend cupy: CuPy is not installed; on a machine with a CUDA GPU, "
+                              "pip install -r requirements-gpu.txt") from None
+    except Exception as e:  # CUDA driver or runtime errors: no usable GPU
+        raise common.RunError(f"--backend cupy: no usable CUDA device ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:100]}); use --backend numpy") from None
+    return cupy
+
+
 def make_optimizer(args, model):
     if args.optimizer == "sgd":
         return SGD(model.params, model.grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
@@ -26,22 +48,33 @@ class Trainer:
 
     def __init__(self, args):
         self.args = args
-        self.model = MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, np.dtype(args.dtype))
+        self.xp = array_library(getattr(args, "backend", "numpy"))
+        self.model = MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, np.dtype(args.dtype),
+                         xp=self.xp)
         self.opt = make_optimizer(args, self.model)
         self.epoch = 0
+        self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common.train_epoch)
+
+    def place(self, x, y):
+        return self.xp.asarray(x), self.xp.asarray(y)
 
     def train_step(self, x, y):
         logits = self.model.forward(x)                        # (N, 10)
         loss, dlogits = softmax_cross_entropy(logits, y)
         self.model.backward(dlogits)                          # fills model.grads
         self.opt.step()                                       # updates model.params in place
-        return loss, int(np.count_nonzero(logits.argmax(axis=1) == y))
+        correct = (logits.argmax(axis=1) == y).sum()
+        return (float(loss), int(correct)) if self.sync_every_step else (loss, correct)
+
+    def host(self, values):
+        values = self.xp.stack(values)
+        return values if self.xp is np else self.xp.asnumpy(values)
 
     def predict(self, x):
         self.model.train(False)
-        logits = self.model.forward(x)
+        logits = self.model.forward(self.xp.asarray(x))
         self.model.train(True)
-        return logits
+        return logits if self.xp is np else self.xp.asnumpy(logits)
 
     @property
     def lr(self):
@@ -54,7 +87,7 @@ class Trainer:
 
     def save(self, path):
         with common.atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **self.model.params)
+            np.savez(f, **{k: v if self.xp is np else self.xp.asnumpy(v) for k, v in self.model.params.items()})
 
     def load(self, path):
         if path.suffix != ".npz":
@@ -68,9 +101,12 @@ class Trainer:
 
     def describe(self):
         from threadpoolctl import threadpool_info
-        return {"threads": self.args.threads,
-                "blas": sorted({f"{i['internal_api']} {i['version']}" for i in threadpool_info()})}
+        d = {"threads": self.args.threads, "backend": self.xp.__name__,
+             "blas": sorted({f"{i['internal_api']} {i['version']}" for i in threadpool_info()})}
+        if self.xp is not np:
+            d["gpu"] = self.xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        return d
 
 
 if __name__ == "__main__":
-    sys.exit(common.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0]))
+    sys.exit(common.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0], add_flags=add_flags))

@@ -37,15 +37,25 @@ class Trainer:
         self.model = build(args).to(self.device)
         self.opt = make_optimizer(args, self.model.parameters())
         self.sched = make_scheduler(args, self.opt)
+        self.sync_every_step = self.device.type == "cpu"  # on a GPU, .item() per step would stall it
+
+    def place(self, x, y):
+        """The arrays as tensors: shared memory on the CPU (no copy), one upload to a GPU."""
+        return torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
 
     def train_step(self, x, y):
-        x, y = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)  # no copy on the CPU
         logits = self.model(x)
         loss = softmax_cross_entropy(logits, y)
         self.opt.zero_grad(set_to_none=True)   # autograd accumulates into .grad, so clear it first
         loss.backward()                        # all of numpy_nn's backward methods, derived
         self.opt.step()
-        return loss.item(), int((logits.argmax(dim=1) == y).sum())
+        correct = (logits.argmax(dim=1) == y).sum()
+        if self.sync_every_step:
+            return loss.item(), int(correct)
+        return loss.detach(), correct          # read later, all at once, by host()
+
+    def host(self, values):
+        return torch.stack(values).cpu().numpy()
 
     @torch.inference_mode()
     def predict(self, x):

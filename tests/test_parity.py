@@ -36,8 +36,9 @@ def make_args(argv, parser_from=pytorch_nn.train):
 
 def losses_and_weights(trainer, data, args):
     losses = []
+    x, y = trainer.place(data.x_train, data.y_train)
     for epoch in range(args.epochs):
-        for xb, yb in data_loader.batches(data.x_train, data.y_train, args.batch_size, args.seed, epoch):
+        for xb, yb in data_loader.batches(x, y, args.batch_size, args.seed, epoch):
             losses.append(trainer.train_step(xb, yb)[0])
         trainer.end_epoch()
     return np.array(losses), trainer
