@@ -107,6 +107,8 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu", help="(default: %(default)s)")
     p.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), default=d["dropout"],
                    help="dropout probability after each hidden layer (default: %(default)s)")
+    p.add_argument("--input-dropout", type=_number(float, 0, 1, high_open=True), default=0.0,
+                   help="dropout probability on the input pixels (default: %(default)s)")
     p.add_argument("--init", choices=["he", "xavier", "torch"], default="he", help="weight init (default: %(default)s)")
     p.add_argument("--seed", type=_number(int, 0), default=1, help="random seed (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")

@@ -147,6 +147,7 @@ def model_argv(args, **override) -> list[str]:
               "lr": args.lr, "optimizer": args.optimizer, "weight-decay": args.weight_decay,
               "schedule": args.schedule, "step-size": args.step_size, "gamma": args.gamma,
               "hidden": ",".join(map(str, args.hidden)), "activation": args.activation, "dropout": args.dropout,
+              "input-dropout": args.input_dropout,
               "init": args.init, "dtype": args.dtype, "val-size": args.val_size, "threads": args.threads,
               "momentum": args.momentum if args.optimizer == "sgd" else None,
               "limit-train": args.limit_train, "data-dir": args.data_dir}

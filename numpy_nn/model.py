@@ -9,16 +9,18 @@ class MLP:
     ("fc1.W") map one-to-one onto pytorch_nn's state_dict ("fc1.weight")."""
 
     def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, init="he", seed=0,
-                 dtype=np.float32, n_in=784, n_out=10, xp=np):
+                 dtype=np.float32, n_in=784, n_out=10, xp=np, input_dropout=0.0):
         rng = np.random.default_rng(seed)  # weights first, then dropout masks from the same stream
+        mask_rng = rng if xp is np else xp.random.default_rng(seed)
         sizes = [n_in, *hidden, n_out]
         self.layers = {}
+        if input_dropout > 0:
+            self.layers["drop0"] = Dropout(input_dropout, mask_rng)
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
             self.layers[f"fc{i}"] = Linear(a, b, rng, init, dtype, xp)
             if i < len(sizes) - 1:
                 self.layers[f"{activation}{i}"] = ACTIVATIONS[activation]()
                 if dropout > 0:
-                    mask_rng = rng if xp is np else xp.random.default_rng(int(rng.integers(2 ** 63)))
                     self.layers[f"drop{i}"] = Dropout(dropout, mask_rng)
         self.params = self._named("params")  # name -> array: the layers' own arrays, not copies
         self.grads = self._named("grads")
@@ -38,12 +40,14 @@ class MLP:
         return x
 
     def backward(self, dlogits):
-        """Fill every layer's grads from dlogits (N, 10); the input's gradient is not computed."""
-        *rest, first = reversed(self.layers.values())
+        """Fill every layer's grads from dlogits (N, 10). Backprop stops at fc1: nothing before it has
+        parameters, so the gradient with respect to the input is never computed."""
         dout = dlogits
-        for layer in rest:
+        for name, layer in reversed(self.layers.items()):
+            if name == "fc1":
+                layer.backward(dout, need_dx=False)
+                return
             dout = layer.backward(dout)
-        first.backward(dout, need_dx=False)
 
     def load(self, arrays):
         """Copy arrays (name -> array) into the parameters, checking names and shapes."""

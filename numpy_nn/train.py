@@ -50,7 +50,7 @@ class Trainer:
         self.args = args
         self.xp = array_library(getattr(args, "backend", "numpy"))
         self.model = MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, np.dtype(args.dtype),
-                         xp=self.xp)
+                         xp=self.xp, input_dropout=args.input_dropout)
         self.opt = make_optimizer(args, self.model)
         self.epoch = 0
         self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common.train_epoch)

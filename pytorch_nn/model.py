@@ -13,9 +13,11 @@ class MLP(nn.Sequential):
     """784 -> hidden... -> 10, named fc1, relu1, drop1, fc2, ...: state_dict keys "fc1.weight" match
     numpy_nn's "fc1.W" (transposed)."""
 
-    def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, n_in=784, n_out=10):
+    def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, n_in=784, n_out=10, input_dropout=0.0):
         sizes = [n_in, *hidden, n_out]
         layers = OrderedDict()
+        if input_dropout > 0:
+            layers["drop0"] = Dropout(input_dropout)
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
             layers[f"fc{i}"] = Linear(a, b)
             if i < len(sizes) - 1:
@@ -49,6 +51,7 @@ def build(args):
     initializer for both twins, so that both runs start from the same point."""
     dtype = np.dtype(args.dtype)
     twin = numpy_nn.model.MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, dtype)
-    model = MLP(args.hidden, args.activation, args.dropout).to(getattr(torch, args.dtype))
+    model = MLP(args.hidden, args.activation, args.dropout, input_dropout=args.input_dropout)
+    model = model.to(getattr(torch, args.dtype))
     model.load_state_dict(state_dict_from_numpy(twin.params))
     return model

@@ -160,3 +160,24 @@ def test_float32_stays_float32():
         for state in ("m", "v", "buf"):
             arrays.update({f"{state} {k}": v for k, v in getattr(opt, state, {}).items()})
         assert {k: v.dtype for k, v in arrays.items() if v.dtype != np.float32} == {}
+
+
+def test_whole_network_with_dropout_masks_held_fixed():
+    """Input and hidden dropout inside the network: backprop through fixed masks vs finite differences."""
+    rng = np.random.default_rng(3)
+    model = MLP((H, 6), "relu", dropout=0.3, init="torch", seed=1, dtype=np.float64, n_in=D, n_out=C,
+                input_dropout=0.2)
+    assert list(model.layers)[:2] == ["drop0", "fc1"]
+    x, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
+
+    def loss():
+        for layer in model.layers.values():
+            if isinstance(layer, Dropout):
+                layer.rng = np.random.default_rng(11)  # the same masks every evaluation
+        return softmax_cross_entropy(model.forward(x), y)
+
+    _, dlogits = loss()
+    model.backward(dlogits)
+    for name, p in model.params.items():
+        fd = rel_error(model.grads[name], numerical_grad(lambda: float(loss()[0]), p))
+        assert fd <= FD_TOL, f"{name}: rel error vs finite differences {fd:.2e}"
