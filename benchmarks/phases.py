@@ -1,0 +1,106 @@
+"""Where a training step's time goes, phase by phase (and layer by layer for numpy_nn).
+
+    python benchmarks/phases.py [--batch-sizes 64,512] [--steps 300] [--threads N]
+
+Median microseconds per step over --steps steps of each twin on real batches, float32, after a warm-up.
+CPU only: every phase below is synchronous there, so wall-clock timing per phase is honest.
+"""
+import argparse
+import statistics
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+import common
+import data_loader
+import numpy_nn.train
+import pytorch_nn.train
+from numpy_nn.losses import softmax_cross_entropy
+from pytorch_nn.losses import softmax_cross_entropy as torch_cross_entropy
+
+
+def timed(times, name, fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    times[name].append(time.perf_counter() - t)
+    return out
+
+
+def numpy_step(trainer, x, y, times, per_layer):
+    model, opt = trainer.model, trainer.opt
+    out = x
+    for name, layer in model.layers.items():
+        out = timed(per_layer, f"forward {name}", layer.forward, out)
+    loss, dlogits = timed(times, "loss", softmax_cross_entropy, out, y)
+    dout = dlogits
+    for name, layer in reversed(model.layers.items()):
+        if name == "fc1":
+            timed(per_layer, f"backward {name}", layer.backward, dout, False)
+            break
+        dout = timed(per_layer, f"backward {name}", layer.backward, dout)
+    timed(times, "optimizer step", opt.step)
+    timed(times, ".item() + accuracy", lambda: (float(loss), int((out.argmax(axis=1) == y).sum())))
+    for phase in ("forward", "backward"):
+        times[phase].append(sum(v[-1] for k, v in per_layer.items() if k.startswith(phase)))
+
+
+def torch_step(trainer, x, y, times):
+    model, opt = trainer.model, trainer.opt
+    logits = timed(times, "forward", model, x)
+    loss = timed(times, "loss", torch_cross_entropy, logits, y)
+    timed(times, "zero_grad", opt.zero_grad, True)
+    timed(times, "backward", loss.backward)
+    timed(times, "optimizer step", opt.step)
+    timed(times, ".item() + accuracy", lambda: (loss.item(), int((logits.argmax(dim=1) == y).sum())))
+
+
+def profile(impl, batch_size, steps, data, threads):
+    parser = common.make_parser("phases")
+    pytorch_nn.train.add_flags(parser)
+    args = common.parse_args(parser, ["--batch-size", str(batch_size), "--threads", str(threads), "--quiet",
+                                      "--device", "cpu"])
+    trainer = (numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args)
+    x, y = trainer.place(data.x_train, data.y_train)
+    times, per_layer = defaultdict(list), defaultdict(list)
+    batches = data_loader.batches(x, y, batch_size, 1, 0)
+    for step in range(steps + 20):
+        xb, yb = timed(times, "batch gather", next, batches)
+        if impl == "numpy":
+            numpy_step(trainer, xb, yb, times, per_layer)
+        else:
+            torch_step(trainer, xb, yb, times)
+        if step == 19:  # warm-up done
+            times.clear(), per_layer.clear()
+    return ({k: statistics.median(v) * 1e6 for k, v in times.items()},
+            {k: statistics.median(v) * 1e6 for k, v in per_layer.items()})
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[64, 512])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--threads", type=int, default=common.default_threads())
+    p.add_argument("--data-dir")
+    opts = p.parse_args(argv)
+    torch.set_num_threads(opts.threads)
+    threadpool_limits(opts.threads)
+    data = data_loader.load_mnist(opts.data_dir)
+    print(f"{common.cpu_name()}, {opts.threads} threads, float32, default flags (AdamW, dropout 0.1); "
+          f"median microseconds per step over {opts.steps} steps")
+    for bs in opts.batch_sizes:
+        results = {impl: profile(impl, bs, opts.steps, data, opts.threads) for impl in ("numpy", "pytorch")}
+        phases = ["batch gather", "forward", "loss", "zero_grad", "backward", "optimizer step", ".item() + accuracy"]
+        print(f"\nbatch {bs}\n{'phase':22s} {'numpy_nn':>10s} {'pytorch_nn':>11s}")
+        for phase in phases:
+            a, b = (results[i][0].get(phase) for i in ("numpy", "pytorch"))
+            print(f"{phase:22s} {'' if a is None else f'{a:10.1f}':>10s} {'' if b is None else f'{b:11.1f}':>11s}")
+        print(f"{'sum':22s} {sum(v for k, v in results['numpy'][0].items() if k in phases):10.1f} "
+              f"{sum(v for k, v in results['pytorch'][0].items() if k in phases):11.1f}")
+        print("numpy_nn per layer: " + ", ".join(f"{k} {v:.0f}" for k, v in results["numpy"][1].items()))
+
+
+if __name__ == "__main__":
+    main()
