@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-import common
 import numpy_nn.train
 import pytorch_nn.train
 from conftest import QUICK, run_train
@@ -25,38 +24,31 @@ def _has_cupy_gpu():
 cupy_gpu = pytest.mark.skipif(not _has_cupy_gpu(), reason="no CuPy with a CUDA device (requirements-gpu.txt)")
 
 
-def _compare(case, a, b):
-    la, ta = a
-    lb, tb = b
-    rel = np.abs(la - lb) / np.abs(lb)
+def _gpu_matches_numpy_cpu(case, data, module, **on_gpu):
+    """Train numpy_nn on the CPU and `module` with the on_gpu flags; compare losses and final weights."""
+    args = make_args(CASES[case])
+    cpu_losses, cpu = losses_and_weights(numpy_nn.train.Trainer(args), data, args)
+    vars(args).update(on_gpu)
+    gpu_losses, gpu = losses_and_weights(module.Trainer(args), data, args)
+    gpu_losses = gpu.host(list(gpu_losses)) if not isinstance(gpu_losses[0], float) else gpu_losses
+    rel = np.abs(cpu_losses - gpu_losses) / np.abs(cpu_losses)
     assert rel.max() <= LOSS_RTOL, f"{case}: max rel loss diff {rel.max():.2e}"
-    wa, wb = weights_of(ta), weights_of(tb)
+    wa, wb = weights_of(cpu), weights_of(gpu)
     for k in wa:
-        diff = np.max(np.abs(np.asarray(wa[k] if not hasattr(wa[k], "get") else wa[k].get()) - wb[k]))
+        diff = np.max(np.abs(wa[k] - (wb[k].get() if hasattr(wb[k], "get") else wb[k])))
         assert diff <= WEIGHT_TOL, f"{case}: final {k} differs by {diff:.2e}"
 
 
 @cuda
 @pytest.mark.parametrize("case", CASES)
 def test_pytorch_cuda_matches_numpy_cpu(case, mnist64):
-    args = make_args(CASES[case])
-    cpu = losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args)
-    args.device = "cuda"
-    trainer = pytorch_nn.train.Trainer(args)
-    losses, trainer = losses_and_weights(trainer, mnist64, args)
-    gpu = (trainer.host(losses) if not isinstance(losses[0], float) else np.array(losses), trainer)
-    _compare(case, cpu, gpu)
+    _gpu_matches_numpy_cpu(case, mnist64, pytorch_nn.train, device="cuda")
 
 
 @cupy_gpu
 @pytest.mark.parametrize("case", CASES)
 def test_numpy_nn_on_cupy_matches_numpy_cpu(case, mnist64):
-    args = make_args(CASES[case])
-    cpu = losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args)
-    args.backend = "cupy"
-    losses, trainer = losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args)
-    gpu = (trainer.host(losses) if not isinstance(losses[0], float) else np.array(losses), trainer)
-    _compare(case, cpu, (gpu[0], trainer))
+    _gpu_matches_numpy_cpu(case, mnist64, numpy_nn.train, backend="cupy")
 
 
 @cuda

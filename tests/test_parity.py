@@ -41,7 +41,7 @@ def losses_and_weights(trainer, data, args):
         for xb, yb in data_loader.batches(x, y, args.batch_size, args.seed, epoch):
             losses.append(trainer.train_step(xb, yb)[0])
         trainer.end_epoch()
-    return np.array(losses), trainer
+    return (np.array(losses) if isinstance(losses[0], float) else losses), trainer
 
 
 def weights_of(trainer):
