@@ -90,8 +90,9 @@ def _hidden(text):
     return sizes
 
 
-def make_parser(description: str) -> argparse.ArgumentParser:
-    """The flags both train.py scripts take (names as in pytorch/examples' mnist where it has one)."""
+def make_parser(description: str, train_script: bool = True) -> argparse.ArgumentParser:
+    """The flags both train.py scripts take (names as in pytorch/examples' mnist where it has one).
+    train_script=False leaves out what only a single run has (--seed, --out, --save-model, --evaluate)."""
     p = argparse.ArgumentParser(description=description)
     d = PRESETS["default"]
     pos_int, pos_float = _number(int, 1), _number(float, 0, low_open=True)
@@ -119,19 +120,20 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--input-dropout", type=_number(float, 0, 1, high_open=True), default=0.0,
                    help="dropout probability on the input pixels (default: %(default)s)")
     p.add_argument("--init", choices=["he", "xavier", "torch"], default="he", help="weight init (default: %(default)s)")
-    p.add_argument("--seed", type=_number(int, 0), default=1, help="random seed (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
     p.add_argument("--val-size", type=_number(int, 0, 59999), default=5000,
                    help="training images held out for validation (default: %(default)s)")
     p.add_argument("--limit-train", type=pos_int, help="train on this many images only (default: all)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data)")
-    p.add_argument("--out", type=Path, help="output folder for history.json and the model (default: runs/<impl>)")
-    p.add_argument("--save-model", action="store_true", help="write the trained weights into --out")
-    p.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
-                   help="evaluate saved weights on the test set instead of training (model flags must match)")
     p.add_argument("--threads", type=pos_int, default=default_threads(),
                    help="CPU threads for the math (default: all cores, %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines remain)")
+    if train_script:
+        p.add_argument("--seed", type=_number(int, 0), default=1, help="random seed (default: %(default)s)")
+        p.add_argument("--out", type=Path, help="output folder for history.json and the model (default: runs/<impl>)")
+        p.add_argument("--save-model", action="store_true", help="write the trained weights into --out")
+        p.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
+                       help="evaluate saved weights on the test set instead of training (model flags must match)")
     return p
 
 

@@ -101,7 +101,8 @@ class Workers:
 # --- the plan ------------------------------------------------------------------------------------------------
 
 def make_parser() -> argparse.ArgumentParser:
-    p = common.make_parser(__doc__.splitlines()[0])
+    p = common.make_parser(__doc__.splitlines()[0], train_script=False)
+    p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: %(default)s)")
     p.add_argument("--seeds", type=common._number(int, 1), default=3, help="seeds per implementation (default: %(default)s)")
     p.add_argument("--optimizers", default="sgd,momentum,adam",
                    help=f"optimizer study, from {','.join(OPTIMIZERS)}; '' to skip (default: %(default)s)")
@@ -137,7 +138,6 @@ def parse(argv):
             raise ValueError("--batch-sizes: sizes must be positive")
     except ValueError as e:
         parser.error(str(e).replace("invalid literal for int() with base 10", "--batch-sizes: not an integer"))
-    args.out = args.out or Path("results")
     return args
 
 
