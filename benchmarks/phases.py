@@ -65,7 +65,7 @@ def profile(impl, batch_size, steps, data, threads):
     trainer = (numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
     times, per_layer = defaultdict(list), defaultdict(list)
-    batches = data_loader.batches(x, y, batch_size, 1, 0)
+    batches = (b for epoch in range(10 ** 6) for b in data_loader.batches(x, y, batch_size, 1, epoch))
     for step in range(steps + 20):
         xb, yb = timed(times, "batch gather", next, batches)
         if impl == "numpy":
