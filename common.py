@@ -158,11 +158,16 @@ def default_threads() -> int:
 
 # --- the loop ----------------------------------------------------------------------------------------------
 
+def predict_all(trainer, x, batch_size) -> np.ndarray:
+    """Logits for all of x, predicted in batches of batch_size."""
+    return np.concatenate([trainer.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
 def evaluate(trainer, x, y, batch_size) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of the trainer's predictions, in batches of batch_size."""
     if len(x) == 0:
         return math.nan, math.nan
-    logits = np.concatenate([trainer.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    logits = predict_all(trainer, x, batch_size)
     loss, _ = softmax_cross_entropy(logits, y)  # both twins' predictions scored by one function
     return float(loss), float((logits.argmax(axis=1) == y).mean())
 

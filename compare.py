@@ -43,30 +43,8 @@ OUTPUTS = ["comparison.md", "comparison.csv", "epochs.csv", "optimizers.csv", "s
 
 # --- one training run, in its own process -----------------------------------------------------------------
 
-def train_job(impl: str, device: str, argv: list[str], predictions: bool) -> dict:
-    """Train one twin with these flags; return its history, test predictions and peak memory."""
-    import importlib
-    module = importlib.import_module(IMPLS[impl])
-    parser = common.make_parser(impl)
-    if hasattr(module, "add_flags"):
-        module.add_flags(parser)
-    argv = [*argv, "--quiet"] + (["--device", device] if impl == "pytorch" else [])
-    args = common.parse_args(parser, argv)
-    common.threadpool_limits(args.threads)
-    data = data_loader.load_mnist(args.data_dir, dtype=np.dtype(args.dtype), val_size=args.val_size,
-                                  limit_train=args.limit_train)
-    trainer = module.Trainer(args)
-    history = common.fit(trainer, data, args, log=lambda line: None, test_each_epoch=True)
-    if predictions:
-        logits = np.concatenate([trainer.predict(data.x_test[i:i + 1000]) for i in range(0, len(data.x_test), 1000)])
-        history["test_pred"] = logits.argmax(axis=1)
-    history["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    history["device"] = device
-    return history
-
-
-def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> float:
-    """Median seconds of `repeats` training epochs after one warm-up epoch (the scaling study)."""
+def _setup(impl: str, device: str, argv: list[str]):
+    """(args, data, trainer) for one child run of this implementation with these flags."""
     import importlib
     module = importlib.import_module(IMPLS[impl])
     parser = common.make_parser(impl)
@@ -74,8 +52,25 @@ def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> flo
         module.add_flags(parser)
     args = common.parse_args(parser, [*argv, "--quiet"] + (["--device", device] if impl == "pytorch" else []))
     common.threadpool_limits(args.threads)
-    data = data_loader.load_mnist(args.data_dir, val_size=args.val_size, limit_train=args.limit_train)
-    trainer = module.Trainer(args)
+    data = data_loader.load_mnist(args.data_dir, dtype=np.dtype(args.dtype), val_size=args.val_size,
+                                  limit_train=args.limit_train)
+    return args, data, module.Trainer(args)
+
+
+def train_job(impl: str, device: str, argv: list[str], predictions: bool) -> dict:
+    """Train one twin with these flags; return its history, test predictions and peak memory."""
+    args, data, trainer = _setup(impl, device, argv)
+    history = common.fit(trainer, data, args, log=lambda line: None, test_each_epoch=True)
+    if predictions:
+        history["test_pred"] = common.predict_all(trainer, data.x_test, args.test_batch_size).argmax(axis=1)
+    history["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    history["device"] = device
+    return history
+
+
+def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> float:
+    """Median seconds of `repeats` training epochs after one warm-up epoch (the scaling study)."""
+    args, data, trainer = _setup(impl, device, argv)
     x, y = trainer.place(data.x_train, data.y_train)
     common.train_epoch(trainer, x, y, args, 0)
     return statistics.median(common.train_epoch(trainer, x, y, args, e)["epoch_seconds"] for e in range(1, repeats + 1))
