@@ -73,6 +73,7 @@ def test_synthetic_layouts(tmp_path, gz, layout):
 
 
 def test_mnist_dir_env_and_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("MNIST_DIR", raising=False)  # CI exports it; ./data is the fallback under test
     write_mnist(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     found = data_loader.load_raw(allow_download=False, counts=SMALL).paths["test_labels"]
