@@ -36,6 +36,7 @@ OPTIMIZERS = {  # the optimizer study: each at its customary learning rate
 }
 IMPLS = {"numpy": "numpy_nn.train", "pytorch": "pytorch_nn.train"}
 TARGET_ACC = 0.98
+SWEEP_FLAGS = ("lr", "hidden", "batch_size", "optimizer", "epochs")
 OUTPUTS = ["comparison.md", "comparison.csv", "epochs.csv", "optimizers.csv", "scaling.csv", "sweep.csv",
            "sweep.md", "loss.png", "accuracy.png", "epoch_time.png", "confusion.png", "misclassified.png",
            "samples.png", "optimizers.png", "scaling.png", "sweep.png"]
@@ -121,7 +122,8 @@ def parse(argv):
     parser = make_parser()
     args = common.parse_args(parser, argv)
     if args.quick:
-        args.seeds, args.epochs, args.limit_train, args.val_size = 1, min(args.epochs, 2), 2000, 500
+        args.seeds, args.epochs, args.limit_train = 1, min(args.epochs, 2), 2000
+        args.val_size = 500 if args.val_size == common.make_parser("").get_default("val_size") else args.val_size
         args.batch_sizes = "64,512" if args.batch_sizes == parser.get_default("batch_sizes") else args.batch_sizes
     try:
         args.optimizer_names = [o for o in args.optimizers.split(",") if o]
@@ -131,6 +133,9 @@ def parse(argv):
         args.batch_size_list = [int(b) for b in args.batch_sizes.split(",") if b]
         if any(b < 1 for b in args.batch_size_list):
             raise ValueError("--batch-sizes: sizes must be positive")
+        if args.val_size == 0 and any(getattr(args, f"sweep_{k}") for k in SWEEP_FLAGS):
+            raise ValueError("--val-size 0: a sweep ranks configurations by validation accuracy; hold out images "
+                             "(e.g. --val-size 5000)")
     except ValueError as e:
         parser.error(str(e).replace("invalid literal for int() with base 10", "--batch-sizes: not an integer"))
     return args
@@ -203,7 +208,8 @@ def _band(ax, df, column, label, color, style="-"):
 
 def plot_curves(epochs, path, kind):
     """loss.png / accuracy.png: train and validation (and test accuracy) per epoch, both twins overlaid."""
-    panels = [("train", "-"), ("val", "--")] + ([("test", ":")] if kind == "acc" else [])
+    panels = [(split, style) for split, style in [("train", "-"), ("val", "--"), ("test", ":")]
+              if f"{split}_{kind}" in epochs and epochs[f"{split}_{kind}"].notna().any()]
     fig, axes = _figure(len(panels), width=5.2)
     for ax, (split, style) in zip(axes, panels):
         for (impl, device), df in epochs.groupby(["implementation", "device"], sort=False):
@@ -300,17 +306,18 @@ def plot_samples(batch, path, n=32):
 
 
 def plot_optimizers(df, path):
-    """optimizers.png: training loss and validation accuracy per optimizer, both twins."""
+    """optimizers.png: training loss and validation accuracy (test accuracy with --val-size 0) per optimizer."""
+    acc, split = ("val_acc", "validation") if df["val_acc"].notna().any() else ("test_acc", "test")
     fig, (ax1, ax2) = _figure(2, width=5.6)
     colors = dict(zip(df["optimizer"].unique(), ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]))
     for (opt, impl, device), g in df.groupby(["optimizer", "implementation", "device"], sort=False):
         style = "-" if impl == "numpy" else "--"
         ax1.plot(g["epoch"], g["train_loss"], style, color=colors[opt], label=f"{opt}, {_label(impl, device)}")
-        ax2.plot(g["epoch"], g["val_acc"] * 100, style, color=colors[opt], label=f"{opt}, {_label(impl, device)}")
+        ax2.plot(g["epoch"], g[acc] * 100, style, color=colors[opt], label=f"{opt}, {_label(impl, device)}")
     ax1.set_yscale("log")
     ax1.set_ylabel("training loss (nats)")
-    ax2.set_ylabel("validation accuracy (%)")
-    for ax, title in ((ax1, "Training loss"), (ax2, "Validation accuracy")):
+    ax2.set_ylabel(f"{split} accuracy (%)")
+    for ax, title in ((ax1, "Training loss"), (ax2, f"{split.capitalize()} accuracy")):
         ax.set_xlabel("epoch")
         ax.set_title(f"{title} by optimizer (solid numpy_nn, dashed pytorch_nn)")
         ax.grid(alpha=0.3)
@@ -358,8 +365,8 @@ def plot_sweep(df, path):
 def summarize(runs: list[dict]):
     """comparison table (one row per implementation/device) and the long per-epoch table."""
     import pandas as pd
-    epochs = pd.DataFrame([{"implementation": r["implementation"], "device": r["device"], "seed": r["config"]["seed"],
-                            **e} for r in runs for e in r["epochs"]])
+    epochs = epoch_frame([{"implementation": r["implementation"], "device": r["device"], "seed": r["config"]["seed"],
+                           **e} for r in runs for e in r["epochs"]])
     rows = []
     for (impl, device), group in itertools.groupby(runs, key=lambda r: (r["implementation"], r["device"])):
         group = list(group)
@@ -373,7 +380,8 @@ def summarize(runs: list[dict]):
             "implementation": impl, "device": device, "runs": len(group),
             "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "test_loss_mean": statistics.mean(r["test_loss"] for r in group),
-            "best_val_acc": max((e["val_acc"] or 0) for r in group for e in r["epochs"]),
+            "best_val_acc": epochs.loc[(epochs["implementation"] == impl) & (epochs["device"] == device),
+                                       "val_acc"].max(),
             "median_epoch_s": statistics.median(sec), "samples_per_s": n_train / statistics.median(sec),
             "train_s_mean": statistics.mean(r["train_seconds"] for r in group),
             f"time_to_{TARGET_ACC:.0%}_s": statistics.mean(reached) if reached else math.nan,
@@ -384,6 +392,13 @@ def summarize(runs: list[dict]):
     base = table["median_epoch_s"].iloc[0]
     table["epoch_time_vs_first"] = table["median_epoch_s"] / base
     return table, epochs
+
+
+def epoch_frame(records):
+    """Per-epoch records as a numeric table: with --val-size 0 the validation figures are None, here NaN."""
+    import pandas as pd
+    df = pd.DataFrame(records)
+    return df.astype({c: float for c in ("val_loss", "val_acc") if c in df})
 
 
 def _fmt(column: str, v) -> str:
@@ -454,8 +469,8 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
                 h = workers.run((impl, device), train_job, impl, device, argv + OPTIMIZERS[name], False)
                 opt_runs.append({"optimizer": name, "implementation": impl, "device": device, "history": h})
                 progress.update()
-        opt_epochs = pd.DataFrame([{"optimizer": r["optimizer"], "implementation": r["implementation"],
-                                    "device": r["device"], **e} for r in opt_runs for e in r["history"]["epochs"]])
+        opt_epochs = epoch_frame([{"optimizer": r["optimizer"], "implementation": r["implementation"],
+                                   "device": r["device"], **e} for r in opt_runs for e in r["history"]["epochs"]])
         write_csv(opt_epochs, tmp / "optimizers.csv")
         plot_optimizers(opt_epochs, tmp / "optimizers.png")
         final = opt_epochs.sort_values("epoch").groupby(["optimizer", "implementation", "device"], sort=False).last()
@@ -524,14 +539,13 @@ def replace_outputs(tmp: Path, out: Path) -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    sweep = any(getattr(args, f"sweep_{k}") for k in ("lr", "hidden", "batch_size", "optimizer", "epochs"))
+    sweep = any(getattr(args, f"sweep_{k}") for k in SWEEP_FLAGS)
     try:
         data_loader.load_raw(args.data_dir)  # fail early, in one line, before any child starts
         from tqdm import tqdm
         n_rows = len(devices(args))
         if sweep:
-            total = n_rows * math.prod(len(getattr(args, f"sweep_{k}") or [0]) for k in
-                                       ("lr", "hidden", "batch_size", "optimizer", "epochs"))
+            total = n_rows * math.prod(len(getattr(args, f"sweep_{k}") or [0]) for k in SWEEP_FLAGS)
         else:
             total = n_rows * (args.seeds + len(args.optimizer_names) + len(args.batch_size_list))
         start = time.perf_counter()

@@ -71,12 +71,26 @@ def test_sweep_mode(mnist_dir, tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 0 and (tmp_path / "sweep.md").exists()
 
 
+def test_no_validation_split(mnist_dir, tmp_path):
+    """--val-size 0 (the best preset trains on all 60,000): no validation curves, test accuracy in their place."""
+    argv = ["--quick", "--only", "numpy", "--val-size", "0", "--optimizers", "sgd", "--batch-sizes", "",
+            "--out", str(tmp_path), "--data-dir", str(mnist_dir), "--threads", "1"]
+    assert compare.main(argv) == 0
+    epochs = pd.read_csv(tmp_path / "epochs.csv")
+    assert epochs["val_acc"].isna().all() and epochs["test_acc"].between(0.5, 1).all()
+    assert pd.isna(pd.read_csv(tmp_path / "comparison.csv")["best_val_acc"][0])
+    assert "| - |" in (tmp_path / "comparison.md").read_text()
+    for png in ("loss.png", "accuracy.png", "optimizers.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("argv, flag", [(["--optimizers", "sgd,lbfgs"], "--optimizers"),
                                         (["--batch-sizes", "64,x"], "--batch-sizes"),
+                                        (["--sweep-lr", "1e-3", "--val-size", "0"], "--val-size"),
                                         (["--seeds", "0"], "--seeds")])
-def test_bad_flags(argv, flag, capsys):
+def test_bad_flags(argv, flag, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
-        compare.main(argv)
+        compare.main([*argv, "--out", str(tmp_path)])  # should the check be missing, nothing lands in results/
     assert e.value.code == 2 and flag in capsys.readouterr().err
 
 
