@@ -121,7 +121,7 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
                    help="dropout probability on the input pixels (default: %(default)s)")
     p.add_argument("--init", choices=["he", "xavier", "torch"], default="he", help="weight init (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
-    p.add_argument("--val-size", type=_number(int, 0, 59999), default=5000,
+    p.add_argument("--val-size", type=_number(int, 0, 59999), default=data_loader.VAL_SIZE,
                    help="training images held out for validation (default: %(default)s)")
     p.add_argument("--limit-train", type=pos_int, help="train on this many images only (default: all)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data)")
@@ -230,7 +230,7 @@ def fit(trainer, data, args, log=print, test_each_epoch=False) -> dict:
         "implementation": trainer.name,
         "config": config_of(args),
         "environment": environment(**trainer.describe()),
-        "epochs": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in epochs],
+        "epochs": epochs,
         "test_loss": test_loss,
         "test_acc": test_acc,
         "train_seconds": sum(r["epoch_seconds"] for r in epochs),
@@ -238,7 +238,7 @@ def fit(trainer, data, args, log=print, test_each_epoch=False) -> dict:
 
 
 def format_epoch(r: dict) -> str:
-    val = "" if r["val_loss"] is None or math.isnan(r["val_loss"]) else \
+    val = "" if math.isnan(r["val_loss"]) else \
         f"  val loss {r['val_loss']:.4f} acc {r['val_acc']:7.2%}"
     return (f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f} acc {r['train_acc']:7.2%}{val}"
             f"  {r['epoch_seconds']:6.2f} s  lr {r['lr']:.3g}")
@@ -314,8 +314,15 @@ def atomic_path(path: Path):
 
 
 def write_json(path: Path, obj) -> None:
+    """NaN (no validation split) is written as null: JSON has no NaN."""
+    def strict(o):
+        if isinstance(o, dict):
+            return {k: strict(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [strict(v) for v in o]
+        return None if isinstance(o, float) and math.isnan(o) else o
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_text(json.dumps(strict(obj), indent=2, allow_nan=False) + "\n")
 
 
 # --- the CLI -----------------------------------------------------------------------------------------------

@@ -121,9 +121,10 @@ def make_parser() -> argparse.ArgumentParser:
 def parse(argv):
     parser = make_parser()
     args = common.parse_args(parser, argv)
+    args.sweep = any(getattr(args, f"sweep_{k}") for k in SWEEP_FLAGS)
     if args.quick:
         args.seeds, args.epochs, args.limit_train = 1, min(args.epochs, 2), 2000
-        args.val_size = 500 if args.val_size == common.make_parser("").get_default("val_size") else args.val_size
+        args.val_size = 500 if args.val_size == data_loader.VAL_SIZE else args.val_size
         args.batch_sizes = "64,512" if args.batch_sizes == parser.get_default("batch_sizes") else args.batch_sizes
     try:
         args.optimizer_names = [o for o in args.optimizers.split(",") if o]
@@ -133,7 +134,7 @@ def parse(argv):
         args.batch_size_list = [int(b) for b in args.batch_sizes.split(",") if b]
         if any(b < 1 for b in args.batch_size_list):
             raise ValueError("--batch-sizes: sizes must be positive")
-        if args.val_size == 0 and any(getattr(args, f"sweep_{k}") for k in SWEEP_FLAGS):
+        if args.val_size == 0 and args.sweep:
             raise ValueError("--val-size 0: a sweep ranks configurations by validation accuracy; hold out images "
                              "(e.g. --val-size 5000)")
     except ValueError as e:
@@ -365,8 +366,9 @@ def plot_sweep(df, path):
 def summarize(runs: list[dict]):
     """comparison table (one row per implementation/device) and the long per-epoch table."""
     import pandas as pd
-    epochs = epoch_frame([{"implementation": r["implementation"], "device": r["device"], "seed": r["config"]["seed"],
-                           **e} for r in runs for e in r["epochs"]])
+    epochs = pd.DataFrame([{"implementation": r["implementation"], "device": r["device"], "seed": r["config"]["seed"],
+                            **e} for r in runs for e in r["epochs"]])
+    best_val = epochs.groupby(["implementation", "device"])["val_acc"].max()  # NaN without a validation split
     rows = []
     for (impl, device), group in itertools.groupby(runs, key=lambda r: (r["implementation"], r["device"])):
         group = list(group)
@@ -380,8 +382,7 @@ def summarize(runs: list[dict]):
             "implementation": impl, "device": device, "runs": len(group),
             "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "test_loss_mean": statistics.mean(r["test_loss"] for r in group),
-            "best_val_acc": epochs.loc[(epochs["implementation"] == impl) & (epochs["device"] == device),
-                                       "val_acc"].max(),
+            "best_val_acc": best_val[impl, device],
             "median_epoch_s": statistics.median(sec), "samples_per_s": n_train / statistics.median(sec),
             "train_s_mean": statistics.mean(r["train_seconds"] for r in group),
             f"time_to_{TARGET_ACC:.0%}_s": statistics.mean(reached) if reached else math.nan,
@@ -392,13 +393,6 @@ def summarize(runs: list[dict]):
     base = table["median_epoch_s"].iloc[0]
     table["epoch_time_vs_first"] = table["median_epoch_s"] / base
     return table, epochs
-
-
-def epoch_frame(records):
-    """Per-epoch records as a numeric table: with --val-size 0 the validation figures are None, here NaN."""
-    import pandas as pd
-    df = pd.DataFrame(records)
-    return df.astype({c: float for c in ("val_loss", "val_acc") if c in df})
 
 
 def _fmt(column: str, v) -> str:
@@ -427,6 +421,11 @@ def write_csv(df, path):
         df.to_csv(tmp, index=False)
 
 
+def train_size(args) -> int:
+    """Images per training epoch: MNIST's 60,000 less the validation split, or the --limit-train subset."""
+    return min(args.limit_train or math.inf, 60000 - args.val_size)
+
+
 def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     """The main comparison, the optimizer study and the scaling study; returns the report's sections."""
     import pandas as pd
@@ -437,7 +436,7 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
         for seed in range(1, args.seeds + 1):
             progress.set_postfix_str(f"{impl} {device} seed {seed}")
             h = workers.run((impl, device), train_job, impl, device, model_argv(args, seed=seed), seed == 1)
-            h["n_train"] = 60000 - args.val_size if args.limit_train is None else min(args.limit_train, 60000 - args.val_size)
+            h["n_train"] = train_size(args)
             runs.append(h)
             progress.update()
     table, epochs = summarize(runs)
@@ -469,8 +468,8 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
                 h = workers.run((impl, device), train_job, impl, device, argv + OPTIMIZERS[name], False)
                 opt_runs.append({"optimizer": name, "implementation": impl, "device": device, "history": h})
                 progress.update()
-        opt_epochs = epoch_frame([{"optimizer": r["optimizer"], "implementation": r["implementation"],
-                                   "device": r["device"], **e} for r in opt_runs for e in r["history"]["epochs"]])
+        opt_epochs = pd.DataFrame([{"optimizer": r["optimizer"], "implementation": r["implementation"],
+                                    "device": r["device"], **e} for r in opt_runs for e in r["history"]["epochs"]])
         write_csv(opt_epochs, tmp / "optimizers.csv")
         plot_optimizers(opt_epochs, tmp / "optimizers.png")
         final = opt_epochs.sort_values("epoch").groupby(["optimizer", "implementation", "device"], sort=False).last()
@@ -482,7 +481,7 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     if args.batch_size_list:
         peak = common.matmul_peak_gflops(args.threads)
         flops = common.train_flops_per_sample(args.hidden)
-        n = 60000 - args.val_size if args.limit_train is None else args.limit_train
+        n = train_size(args)
         scale = []
         for bs in args.batch_size_list:
             for impl, device in rows:
@@ -503,9 +502,7 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
 
 def run_sweep(args, tmp: Path, progress, workers) -> list[str]:
     import pandas as pd
-    grid = {"lr": args.sweep_lr or [args.lr], "hidden": args.sweep_hidden or [args.hidden],
-            "batch_size": args.sweep_batch_size or [args.batch_size],
-            "optimizer": args.sweep_optimizer or [args.optimizer], "epochs": args.sweep_epochs or [args.epochs]}
+    grid = {k: getattr(args, f"sweep_{k}") or [getattr(args, k)] for k in SWEEP_FLAGS}
     results = []
     for values in itertools.product(*grid.values()):
         point = dict(zip(grid, values))
@@ -517,7 +514,7 @@ def run_sweep(args, tmp: Path, progress, workers) -> list[str]:
             h = workers.run((impl, device), train_job, impl, device, argv, False)
             results.append({"implementation": impl, "device": device, **point,
                             "hidden": ",".join(map(str, point["hidden"])),
-                            "best_val_acc": max(e["val_acc"] or 0 for e in h["epochs"]),
+                            "best_val_acc": max(e["val_acc"] for e in h["epochs"]),  # parse() demands a split
                             "final_val_acc": h["epochs"][-1]["val_acc"], "test_acc": h["test_acc"],
                             "train_s": h["train_seconds"]})
             progress.update()
@@ -539,12 +536,11 @@ def replace_outputs(tmp: Path, out: Path) -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    sweep = any(getattr(args, f"sweep_{k}") for k in SWEEP_FLAGS)
     try:
         data_loader.load_raw(args.data_dir)  # fail early, in one line, before any child starts
         from tqdm import tqdm
         n_rows = len(devices(args))
-        if sweep:
+        if args.sweep:
             total = n_rows * math.prod(len(getattr(args, f"sweep_{k}") or [0]) for k in SWEEP_FLAGS)
         else:
             total = n_rows * (args.seeds + len(args.optimizer_names) + len(args.batch_size_list))
@@ -555,7 +551,7 @@ def main(argv=None) -> int:
             tmp = Path(tmp)
             workers = Workers()
             try:
-                sections = (run_sweep if sweep else run_comparison)(args, tmp, progress, workers)
+                sections = (run_sweep if args.sweep else run_comparison)(args, tmp, progress, workers)
             finally:
                 workers.close()
             env = common.environment()
@@ -566,13 +562,13 @@ def main(argv=None) -> int:
                       "Epoch times cover the training updates only (forward, loss, backward, optimizer step, "
                       "batch gathering); evaluation is excluded. Both implementations use the same threads, "
                       "data, batches and initial weights.\n"]
-            with common.atomic_path(tmp / ("sweep.md" if sweep else "comparison.md")) as f:
+            with common.atomic_path(tmp / ("sweep.md" if args.sweep else "comparison.md")) as f:
                 f.write_text("\n".join(header + sections) + "\n")
             replace_outputs(tmp, args.out)
     except data_loader.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    report = args.out / ("sweep.md" if sweep else "comparison.md")
+    report = args.out / ("sweep.md" if args.sweep else "comparison.md")
     print(report.read_text().split("\n## ")[1].split("\n![")[0].strip())
     print(f"\nwrote {args.out}/ in {time.perf_counter() - start:.0f} s")
     return 0

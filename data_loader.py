@@ -185,6 +185,9 @@ def normalize(images: np.ndarray, dtype=np.float32) -> np.ndarray:
     return x
 
 
+VAL_SIZE = 5000  # training images held out for validation by default
+
+
 def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed (train, val) split of range(n), the same for every run and both implementations."""
     if not 0 <= val_size < n:
@@ -193,7 +196,7 @@ def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     return perm[val_size:], np.sort(perm[:val_size])
 
 
-def load_mnist(data_dir=None, *, dtype=np.float32, val_size=5000, limit_train=None,
+def load_mnist(data_dir=None, *, dtype=np.float32, val_size=VAL_SIZE, limit_train=None,
                allow_download=True, counts=COUNTS) -> MNIST:
     """The arrays both twins train on: validation held out of the training set, optional training subset."""
     dtype = np.dtype(dtype).type

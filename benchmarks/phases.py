@@ -6,6 +6,7 @@ Median microseconds per step over --steps steps of each twin on real batches, fl
 CPU only: every phase below is synchronous there, so wall-clock timing per phase is honest.
 """
 import argparse
+import itertools
 import statistics
 import time
 from collections import defaultdict
@@ -65,7 +66,7 @@ def profile(impl, batch_size, steps, data, threads):
     trainer = (numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
     times, per_layer = defaultdict(list), defaultdict(list)
-    batches = (b for epoch in range(10 ** 6) for b in data_loader.batches(x, y, batch_size, 1, epoch))
+    batches = (b for epoch in itertools.count() for b in data_loader.batches(x, y, batch_size, 1, epoch))
     for step in range(steps + 20):
         xb, yb = timed(times, "batch gather", next, batches)
         if impl == "numpy":
