@@ -4,9 +4,9 @@
 
 In one process, interleaved (so drift on a shared machine hits all four alike), median of --repeats epochs:
   bare numpy   the network written inline as a few dozen lines of NumPy: no layers, no dicts, no loop helper
-  numpy_nn     numpy_nn's Trainer through common.train_epoch (what `numpy_nn/train.py` times)
+  numpy_nn     numpy_nn's Trainer through loop.train_epoch (what `numpy_nn/train.py` times)
   bare torch   a minimal nn.Sequential + torch.optim loop: no .item(), no accuracy, no loop helper
-  pytorch_nn   pytorch_nn's Trainer through common.train_epoch
+  pytorch_nn   pytorch_nn's Trainer through loop.train_epoch
 All float32, the same batches (data_loader.batches), SGD with momentum 0.9 (or --optimizer adam).
 Speed is measured here, never asserted in a test: this is a benchmark.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-import common
+from common import flags, loop, machine
 import data_loader
 import numpy_nn.train
 import pytorch_nn.train
@@ -91,17 +91,17 @@ def bare_torch(data, args):
 def framework(module, data, args):
     trainer = module.Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
-    return lambda e: common.train_epoch(trainer, x, y, args, e)
+    return lambda e: loop.train_epoch(trainer, x, y, args, e)
 
 
 def trainer_args(batch_size, opts):
-    parser = common.make_parser("bench")
+    parser = flags.make_parser("bench")
     pytorch_nn.train.add_flags(parser)
     argv = ["--batch-size", str(batch_size), "--threads", str(opts.threads), "--quiet", "--device", "cpu", "--dropout", "0",
             "--optimizer", opts.optimizer, "--lr", "0.01" if opts.optimizer == "sgd" else "1e-3"]
     if opts.optimizer == "sgd":
         argv += ["--momentum", "0.9"]
-    return common.parse_args(parser, argv)
+    return flags.parse_args(parser, argv)
 
 
 VARIANTS = {"bare numpy": bare_numpy, "numpy_nn": lambda d, a: framework(numpy_nn.train, d, a),
@@ -112,8 +112,8 @@ def run(opts):
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
     data = data_loader.load_mnist(opts.data_dir)
-    peak = common.matmul_peak_gflops(opts.threads)
-    flops = common.train_flops_per_sample((128, 64)) * len(data.x_train)
+    peak = machine.matmul_peak_gflops(opts.threads)
+    flops = machine.train_flops_per_sample((128, 64)) * len(data.x_train)
     rows = []
     for bs in opts.batch_sizes:
         args = trainer_args(bs, opts)
@@ -135,7 +135,7 @@ def run(opts):
         for fw, bare in (("numpy_nn", "bare numpy"), ("pytorch_nn", "bare torch")):
             f, b = (next(r for r in rows if r["variant"] == v and r["batch_size"] == bs) for v in (fw, bare))
             f["ratio_to_bare"] = f["median_s"] / b["median_s"]
-    return {"machine": common.cpu_name(), "threads": opts.threads, "optimizer": opts.optimizer,
+    return {"machine": machine.cpu_name(), "threads": opts.threads, "optimizer": opts.optimizer,
             "matmul_peak_gflops": peak, "train_samples": len(data.x_train), "repeats": opts.repeats,
             "numpy": np.__version__, "torch": torch.__version__, "rows": rows}
 
@@ -155,8 +155,8 @@ def table(result) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[64, 512])
-    p.add_argument("--repeats", type=common._number(int, 1), default=5)
-    p.add_argument("--threads", type=common._number(int, 1), default=common.default_threads())
+    p.add_argument("--repeats", type=flags.number(int, 1), default=5)
+    p.add_argument("--threads", type=flags.number(int, 1), default=machine.default_threads())
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--data-dir")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")

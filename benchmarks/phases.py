@@ -11,11 +11,10 @@ import statistics
 import time
 from collections import defaultdict
 
-import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-import common
+from common import flags, machine
 import data_loader
 import numpy_nn.train
 import pytorch_nn.train
@@ -59,9 +58,9 @@ def torch_step(trainer, x, y, times):
 
 
 def profile(impl, batch_size, steps, data, threads):
-    parser = common.make_parser("phases")
+    parser = flags.make_parser("phases")
     pytorch_nn.train.add_flags(parser)
-    args = common.parse_args(parser, ["--batch-size", str(batch_size), "--threads", str(threads), "--quiet",
+    args = flags.parse_args(parser, ["--batch-size", str(batch_size), "--threads", str(threads), "--quiet",
                                       "--device", "cpu"])
     trainer = (numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
@@ -83,13 +82,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[64, 512])
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--threads", type=int, default=common.default_threads())
+    p.add_argument("--threads", type=int, default=machine.default_threads())
     p.add_argument("--data-dir")
     opts = p.parse_args(argv)
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
     data = data_loader.load_mnist(opts.data_dir)
-    print(f"{common.cpu_name()}, {opts.threads} threads, float32, default flags (AdamW, dropout 0.1); "
+    print(f"{machine.cpu_name()}, {opts.threads} threads, float32, default flags (AdamW, dropout 0.1); "
           f"median microseconds per step over {opts.steps} steps")
     for bs in opts.batch_sizes:
         results = {impl: profile(impl, bs, opts.steps, data, opts.threads) for impl in ("numpy", "pytorch")}

@@ -49,6 +49,18 @@ class Linear:
         self.xp.sum(dout, axis=0, out=self.grads["b"])       # (n_out,)
         return dout @ self.params["W"].T if need_dx else None
 
+    def torch_layout(self, t):
+        """params or grads as nn.Linear names them: weight is (n_out, n_in), the transpose of W (x @ W here,
+        x @ weight.T there)."""
+        return {"weight": t["W"].T, "bias": t["b"]}
+
+    def state_dict(self):
+        return self.torch_layout(self.params)
+
+    def load_state_dict(self, d):
+        self.params["W"][...] = self.xp.asarray(d["weight"]).T
+        self.params["b"][...] = self.xp.asarray(d["bias"])
+
 
 class ReLU:
     def forward(self, x):
@@ -83,7 +95,7 @@ class Dropout:
     on the arrays' device), never a global one."""
 
     def __init__(self, p, rng):
-        self.p, self.rng, self.training = p, rng, True
+        self.p, self.rng, self.training = p, rng, True  # training: what Sequential.train switches
 
     def forward(self, x):
         if not self.training or self.p == 0:

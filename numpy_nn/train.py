@@ -1,15 +1,18 @@
-"""Train the from-scratch MLP on MNIST: `python numpy_nn/train.py --help`.
+"""Train the from-scratch network on MNIST: `python numpy_nn/train.py --help`.
 
-The epoch loop, flags and outputs are shared with pytorch_nn (common.py); what is here is what PyTorch
+The epoch loop, flags and outputs are shared with pytorch_nn (common/); what is here is what PyTorch
 automates: the forward pass, the loss gradient, backprop through every layer, and the update.
 """
 import sys
 
 import numpy as np
 
-import common
+from common import cli
+from common.errors import RunError
+from common.files import atomic_path
+from common.weights import check_match
 from numpy_nn.losses import softmax_cross_entropy
-from numpy_nn.model import MLP
+from numpy_nn.model import build
 from numpy_nn.optim import SGD, Adam, AdamW, lr_at
 
 
@@ -27,11 +30,11 @@ def array_library(name):
         import cupy
         cupy.cuda.runtime.getDeviceCount()
     except ImportError:
-        raise common.RunError("--backend cupy: CuPy is not installed; on a machine with a CUDA GPU, "
-                              "pip install -r requirements-gpu.txt") from None
+        raise RunError("--backend cupy: CuPy is not installed; on a machine with a CUDA GPU, "
+                       "pip install -r requirements-gpu.txt") from None
     except Exception as e:  # CUDA driver or runtime errors: no usable GPU
-        raise common.RunError(f"--backend cupy: no usable CUDA device ({type(e).__name__}: "
-                              f"{' '.join(str(e).split())[:100]}); use --backend numpy") from None
+        raise RunError(f"--backend cupy: no usable CUDA device ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:100]}); use --backend numpy") from None
     return cupy
 
 
@@ -49,11 +52,10 @@ class Trainer:
     def __init__(self, args):
         self.args = args
         self.xp = array_library(getattr(args, "backend", "numpy"))
-        self.model = MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, np.dtype(args.dtype),
-                         xp=self.xp, input_dropout=args.input_dropout)
+        self.model = build(args, self.xp)
         self.opt = make_optimizer(args, self.model)
         self.epoch = 0
-        self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common.train_epoch)
+        self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common/loop.py)
 
     def place(self, x, y):
         return self.xp.asarray(x), self.xp.asarray(y)
@@ -85,19 +87,30 @@ class Trainer:
         a = self.args
         self.opt.lr = lr_at(self.epoch, a.lr, a.schedule, a.epochs, a.step_size, a.gamma)
 
+    def weights(self):
+        """A snapshot of every tensor under torch's names and layouts, on the host."""
+        host = np.asarray if self.xp is np else self.xp.asnumpy
+        return {k: np.ascontiguousarray(host(v)) for k, v in self.model.state_dict().items()}
+
+    def load_weights(self, arrays):
+        self.model.load_state_dict(arrays)
+
     def save(self, path):
-        with common.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **{k: v if self.xp is np else self.xp.asnumpy(v) for k, v in self.model.params.items()})
 
     def load(self, path):
         if path.suffix != ".npz":
-            raise common.RunError(f"{path}: not a numpy_nn checkpoint (.npz); a .pt file is pytorch_nn's, "
-                                         f"evaluate it with pytorch_nn/train.py")
+            raise RunError(f"{path}: not a numpy_nn checkpoint (.npz); a .pt file is pytorch_nn's, "
+                           f"evaluate it with pytorch_nn/train.py")
         try:
             with np.load(path, allow_pickle=False) as f:
-                self.model.load({k: f[k] for k in f.files})
+                arrays = {k: f[k] for k in f.files}
+            check_match(arrays, self.model.params)
+            for name, p in self.model.params.items():
+                p[...] = arrays[name]
         except (OSError, ValueError) as e:
-            raise common.RunError(f"{path}: {e}; pass the model flags it was trained with") from None
+            raise RunError(f"{path}: {e}; pass the model flags it was trained with") from None
 
     def describe(self):
         from threadpoolctl import threadpool_info
@@ -109,4 +122,4 @@ class Trainer:
 
 
 if __name__ == "__main__":
-    sys.exit(common.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0], add_flags=add_flags))
+    sys.exit(cli.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0], add_flags=add_flags))

@@ -1,4 +1,4 @@
-"""The MLP as an nn.Sequential with the same layer names as numpy_nn's, and weight interchange between them."""
+"""The networks as nn.Sequential with numpy_nn's layer names, started from numpy_nn's initial weights."""
 from collections import OrderedDict
 
 import numpy as np
@@ -10,8 +10,7 @@ from pytorch_nn.layers import ACTIVATIONS, Dropout, Linear
 
 
 class MLP(nn.Sequential):
-    """784 -> hidden... -> 10, named fc1, relu1, drop1, fc2, ...: state_dict keys "fc1.weight" match
-    numpy_nn's "fc1.W" (transposed)."""
+    """784 -> hidden... -> 10, named fc1, relu1, drop1, fc2, ... as numpy_nn's MLP."""
 
     def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, n_in=784, n_out=10, input_dropout=0.0):
         sizes = [n_in, *hidden, n_out]
@@ -27,31 +26,16 @@ class MLP(nn.Sequential):
         super().__init__(layers)
 
 
-def state_dict_from_numpy(params):
-    """numpy_nn parameters -> a state_dict. W is (in, out) there, weight is (out, in) here: transpose."""
-    sd = {}
-    for name, p in params.items():
-        layer, kind = name.rsplit(".", 1)
-        sd[f"{layer}.{'weight' if kind == 'W' else 'bias'}"] = torch.from_numpy(np.ascontiguousarray(p.T if kind == "W" else p))
-    return sd
-
-
-def numpy_from_state_dict(state_dict):
-    """A state_dict -> numpy_nn parameters (the inverse of state_dict_from_numpy)."""
-    params = {}
-    for name, t in state_dict.items():
-        layer, kind = name.rsplit(".", 1)
-        a = t.detach().cpu().numpy()
-        params[f"{layer}.{'W' if kind == 'weight' else 'b'}"] = np.ascontiguousarray(a.T if kind == "weight" else a)
-    return params
+def tensors(arrays: dict) -> dict:
+    """NumPy arrays (numpy_nn's state_dict(), a weights file) -> a torch state_dict."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
 def build(args):
     """The module for these flags, starting from numpy_nn's initial weights for the same seed: one
     initializer for both twins, so that both runs start from the same point."""
-    dtype = np.dtype(args.dtype)
-    twin = numpy_nn.model.MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, dtype)
+    twin = numpy_nn.model.build(args)
     model = MLP(args.hidden, args.activation, args.dropout, input_dropout=args.input_dropout)
     model = model.to(getattr(torch, args.dtype))
-    model.load_state_dict(state_dict_from_numpy(twin.params))
+    model.load_state_dict(tensors(twin.state_dict()))
     return model

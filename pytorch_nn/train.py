@@ -1,15 +1,18 @@
-"""Train the PyTorch MLP on MNIST: `python pytorch_nn/train.py --help`.
+"""Train the PyTorch network on MNIST: `python pytorch_nn/train.py --help`.
 
-Same flags, loop, batches and outputs as numpy_nn/train.py (common.py); here autograd does the backward
+Same flags, loop, batches and outputs as numpy_nn/train.py (common/); here autograd does the backward
 pass (loss.backward()) and torch.optim the update, so the step is four lines.
 """
 import sys
 
 import torch
 
-import common
+from common import cli
+from common.errors import RunError
+from common.files import atomic_path
+from common.weights import check_match
 from pytorch_nn.losses import softmax_cross_entropy
-from pytorch_nn.model import build
+from pytorch_nn.model import build, tensors
 from pytorch_nn.optim import make_optimizer, make_scheduler
 
 
@@ -22,7 +25,7 @@ def pick_device(name):
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise common.RunError("--device cuda: torch finds no CUDA device here; use --device cpu")
+        raise RunError("--device cuda: torch finds no CUDA device here; use --device cpu")
     return torch.device(name)
 
 
@@ -71,30 +74,31 @@ class Trainer:
     def end_epoch(self):
         self.sched.step()
 
+    def weights(self):
+        """A snapshot of the state_dict as NumPy arrays: the format both twins exchange."""
+        return {k: v.detach().to("cpu", copy=True).numpy() for k, v in self.model.state_dict().items()}
+
+    def load_weights(self, arrays):
+        check_match(arrays, self.model.state_dict())
+        self.model.load_state_dict(tensors(arrays))
+
     def save(self, path):
-        with common.atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:
             torch.save(self.model.state_dict(), tmp)
 
     def load(self, path):
         if path.suffix == ".npz":
-            raise common.RunError(
-                f"{path}: a numpy_nn checkpoint (.npz); evaluate it with numpy_nn/train.py, or convert it with "
-                f"pytorch_nn.model.state_dict_from_numpy")
+            raise RunError(f"{path}: a numpy_nn checkpoint (.npz); evaluate it with numpy_nn/train.py")
         try:
             sd = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # missing, truncated, not a torch file, or unsafe pickle content
-            raise common.RunError(f"{path}: cannot load ({type(e).__name__}: "
-                                         f"{' '.join(str(e).split())[:120]})") from None
-        expected = self.model.state_dict()
-        if not isinstance(sd, dict) or set(sd) != set(expected):
-            got = sorted(sd) if isinstance(sd, dict) else type(sd).__name__
-            raise common.RunError(f"{path}: holds {got}, this model has {sorted(expected)}; "
-                                         f"pass the model flags it was trained with")
-        for k, t in expected.items():
-            if sd[k].shape != t.shape:
-                raise common.RunError(f"{path}: {k} has shape {tuple(sd[k].shape)}, this model's is "
-                                             f"{tuple(t.shape)}; pass the model flags it was trained with")
-        self.model.load_state_dict(sd)
+            raise RunError(f"{path}: cannot load ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+        if not isinstance(sd, dict):
+            raise RunError(f"{path}: holds a {type(sd).__name__}, not a state_dict")
+        try:
+            self.load_weights({k: v.cpu().numpy() for k, v in sd.items()})
+        except ValueError as e:
+            raise RunError(f"{path}: {e}; pass the model flags it was trained with") from None
 
     def describe(self):
         d = {"threads": torch.get_num_threads(), "device": str(self.device)}
@@ -104,4 +108,4 @@ class Trainer:
 
 
 if __name__ == "__main__":
-    sys.exit(common.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0], add_flags=add_flags))
+    sys.exit(cli.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0], add_flags=add_flags))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import data_loader
+import mnist_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def find_mnist() -> Path:
     """$MNIST_DIR, else ./data, else ../shared/mnist beside the repo: the tests need the real files."""
     for candidate in (os.environ.get("MNIST_DIR"), ROOT / "data", ROOT.parent / "shared" / "mnist"):
-        if candidate and data_loader.locate(Path(candidate))[1] == []:
+        if candidate and mnist_files.locate(Path(candidate))[1] == []:
             return Path(candidate)
     pytest.fail("MNIST not found: set MNIST_DIR to a folder with the four IDX files (CI uses ../shared/mnist)")
 
@@ -48,7 +49,7 @@ def write_mnist(folder: Path, n_train=12, n_test=7, gz=True, seed=0) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     for key, a in arrays.items():
         blob = idx_bytes(a)
-        name = data_loader.FILES[key]
+        name = mnist_files.FILES[key]
         if gz:
             (folder / f"{name}.gz").write_bytes(gzip.compress(blob))
         else:
@@ -59,11 +60,11 @@ def write_mnist(folder: Path, n_train=12, n_test=7, gz=True, seed=0) -> dict:
 def run_train(trainer_module, argv, mnist_dir):
     """A train.py's main in-process (the CLI, minus Python start-up): (exit code, history or None)."""
     import json
-    import common
+    from common import cli
     out = None
     if "--out" in argv:
         out = Path(argv[argv.index("--out") + 1])
-    code = common.main(trainer_module.Trainer, ["--data-dir", str(mnist_dir), "--quiet", *argv],
+    code = cli.main(trainer_module.Trainer, ["--data-dir", str(mnist_dir), "--quiet", *argv],
                        add_flags=getattr(trainer_module, "add_flags", None))
     history = json.loads((out / "history.json").read_text()) if out and (out / "history.json").exists() else None
     return code, history

@@ -7,7 +7,7 @@ import compare
 
 ROOT = compare.Path(__file__).resolve().parents[1]
 FIGURES = ["loss.png", "accuracy.png", "epoch_time.png", "confusion.png", "misclassified.png", "samples.png",
-           "optimizers.png", "scaling.png"]
+           "parity.png", "weights.png", "optimizers.png", "scaling.png"]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,8 @@ def quick(mnist_dir, tmp_path_factory):
 def test_quick_writes_every_output(quick):
     code, out = quick
     assert code == 0
-    for name in ["comparison.md", "comparison.csv", "epochs.csv", "optimizers.csv", "scaling.csv", *FIGURES]:
+    for name in ["comparison.md", "comparison.csv", "epochs.csv", "parity.csv", "interchange.csv", "optimizers.csv",
+                 "scaling.csv", *FIGURES]:
         assert (out / name).stat().st_size > 0, name
     for name in FIGURES:
         image = matplotlib.image.imread(out / name)
@@ -49,6 +50,29 @@ def test_quick_tables(quick):
     assert set(scale["batch_size"]) == {64, 512} and (scale["gflops"] > 0).all()
     report = (out / "comparison.md").read_text()
     assert "Reproduce: `python compare.py --quick" in report and "| numpy | cpu |" in report
+
+
+def test_the_report_shows_the_twins_are_one_network(quick):
+    """Measured in the run: float64 lockstep at rounding level, float32 at float32 rounding, dropout apart;
+    every gradient against autograd; each model evaluated by the other twin with no prediction changed."""
+    _, out = quick
+    steps = pd.read_csv(out / "parity.csv")
+    by_case = steps.groupby("case", sort=False)["rel_diff"]
+    assert list(by_case.size()) == [120, 120, 120]
+    f64, f32, dropout = by_case.max()
+    assert f64 < 1e-13 and 1e-9 < f32 < 1e-4 and dropout > 1e-3
+    report = (out / "comparison.md").read_text()
+    assert "## The twins are one network" in report and "![parity](parity.png)" in report
+    grads = report.split("| tensor |")[1].split("\n\n")[0]
+    for name in ("logits", "loss", "d fc1.weight", "d fc1.bias", "d fc3.weight", "d fc3.bias"):
+        assert f"| {name} |" in grads, name
+    relative = [float(line.rsplit("|", 2)[1]) for line in grads.splitlines()[2:]]
+    assert len(relative) == 8 and max(relative) < 1e-13
+    swap = pd.read_csv(out / "interchange.csv")
+    assert len(swap) == 4 and (swap["differ"] == 0).all()
+    own = swap[swap["weights_from"] == swap["evaluated_by"]].set_index("weights_from")["test_acc"]
+    table = pd.read_csv(out / "comparison.csv").set_index("implementation")["test_acc_mean"]
+    assert own["numpy_nn"] == table["numpy"] and own["pytorch_nn"] == table["pytorch"]
 
 
 def test_rerun_replaces_outputs(mnist_dir, tmp_path):

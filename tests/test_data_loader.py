@@ -1,11 +1,11 @@
 """The one data path: real MNIST, small synthetic IDX files, corrupt files, and the batch iterator."""
 import gzip
-import hashlib
 
 import numpy as np
 import pytest
 
 import data_loader
+import mnist_files
 from data_loader import DataError
 from conftest import idx_bytes, write_mnist
 
@@ -15,10 +15,10 @@ SMALL = {"train": 12, "test": 7}
 # --- the real files ---------------------------------------------------------------------------------------
 
 def test_real_mnist_shapes_counts_checksums(mnist_dir):
-    raw = data_loader.load_raw(mnist_dir, allow_download=False, checksums=True)
+    raw = mnist_files.load_raw(mnist_dir, allow_download=False, checksums=True)
     assert raw.train_images.shape == (60000, 28, 28) and raw.train_labels.shape == (60000,)
     assert raw.test_images.shape == (10000, 28, 28) and raw.test_labels.shape == (10000,)
-    assert raw.md5 == data_loader.MD5
+    assert raw.md5 == mnist_files.MD5
     assert np.bincount(raw.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
@@ -66,7 +66,7 @@ def test_cli_summary(mnist_dir, capsys):
 def test_synthetic_layouts(tmp_path, gz, layout):
     folder = tmp_path if layout == "flat" else tmp_path / "MNIST" / "raw"
     arrays = write_mnist(folder, gz=gz)
-    raw = data_loader.load_raw(tmp_path, allow_download=False, counts=SMALL)
+    raw = mnist_files.load_raw(tmp_path, allow_download=False, counts=SMALL)
     for key, a in arrays.items():
         np.testing.assert_array_equal(getattr(raw, key), a)
     assert raw.paths["train_images"].parent == folder
@@ -76,12 +76,12 @@ def test_mnist_dir_env_and_default(tmp_path, monkeypatch):
     monkeypatch.delenv("MNIST_DIR", raising=False)  # CI exports it; ./data is the fallback under test
     write_mnist(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
-    found = data_loader.load_raw(allow_download=False, counts=SMALL).paths["test_labels"]
+    found = mnist_files.load_raw(allow_download=False, counts=SMALL).paths["test_labels"]
     assert found.resolve().parent == (tmp_path / "data").resolve()
     write_mnist(tmp_path / "elsewhere", seed=1)
     monkeypatch.setenv("MNIST_DIR", str(tmp_path / "elsewhere"))
-    assert data_loader.resolve_dir() == tmp_path / "elsewhere"
-    assert data_loader.resolve_dir(tmp_path / "data") == tmp_path / "data"  # --data-dir wins
+    assert mnist_files.resolve_dir() == tmp_path / "elsewhere"
+    assert mnist_files.resolve_dir(tmp_path / "data") == tmp_path / "data"  # --data-dir wins
 
 
 def test_normalize_values():
@@ -126,7 +126,7 @@ def test_corrupt_file_gives_one_line_naming_it(tmp_path, name, make, problem):
         p.unlink()
     (tmp_path / name).write_bytes(make())
     with pytest.raises(DataError) as e:
-        data_loader.load_raw(tmp_path, allow_download=False, counts=SMALL)
+        mnist_files.load_raw(tmp_path, allow_download=False, counts=SMALL)
     msg = str(e.value)
     assert "\n" not in msg and name in msg
     assert any(p in msg for p in problem.split("|")), msg
@@ -135,7 +135,7 @@ def test_corrupt_file_gives_one_line_naming_it(tmp_path, name, make, problem):
 def test_wrong_count_for_mnist(tmp_path):
     write_mnist(tmp_path, n_train=12, n_test=7)
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: 12 images, MNIST's train set has 60000"):
-        data_loader.load_raw(tmp_path, allow_download=False)
+        mnist_files.load_raw(tmp_path, allow_download=False)
 
 
 def test_corrupt_file_through_the_cli(tmp_path, capsys):
@@ -154,7 +154,7 @@ def test_missing_folder_with_failing_download(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     folder = tmp_path / "nowhere"
     with pytest.raises(DataError) as e:
-        data_loader.load_raw(folder)
+        mnist_files.load_raw(folder)
     msg = str(e.value)
     assert "\n" not in msg
     for part in ("t10k-labels-idx1-ubyte", str(folder), "MNIST/raw", "no network", "--data-dir", "MNIST_DIR"):
@@ -167,7 +167,7 @@ def test_download_fills_the_torchvision_layout(tmp_path, monkeypatch):
         write_mnist(tmp_path / "MNIST" / "raw")
     import torchvision.datasets
     monkeypatch.setattr(torchvision.datasets, "MNIST", fake)
-    raw = data_loader.load_raw(tmp_path, counts=SMALL)
+    raw = mnist_files.load_raw(tmp_path, counts=SMALL)
     assert raw.paths["train_images"].parent == tmp_path / "MNIST" / "raw"
 
 

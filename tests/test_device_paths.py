@@ -3,7 +3,8 @@ What needs a real GPU (CUDA, CuPy) is in test_gpu.py and skips, with its reason,
 import numpy as np
 import pytest
 
-import common
+from common import cli, flags, loop
+from common.errors import Diverged
 import data_loader
 import numpy_nn.train
 import pytorch_nn.train
@@ -13,15 +14,15 @@ TRAINERS = {"numpy": numpy_nn.train, "pytorch": pytorch_nn.train}
 
 
 def _args(module, argv):
-    parser = common.make_parser("t")
+    parser = flags.make_parser("t")
     module.add_flags(parser)
-    return common.parse_args(parser, ["--quiet", *QUICK, *argv])
+    return flags.parse_args(parser, ["--quiet", *QUICK, *argv])
 
 
 def _fit(module, args, data, deferred):
     trainer = module.Trainer(args)
     trainer.sync_every_step = not deferred
-    history = common.fit(trainer, data, args, log=lambda line: None)
+    history = loop.fit(trainer, data, args, log=lambda line: None)
     for e in history["epochs"]:
         del e["epoch_seconds"]
     return history["epochs"], history["test_loss"]
@@ -41,7 +42,7 @@ def test_deferred_divergence_names_the_same_step(impl, mnist_dir):
     data = data_loader.load_mnist(mnist_dir, val_size=500, limit_train=2000)
     messages = []
     for deferred in (False, True):
-        with pytest.raises(common.Diverged) as e:
+        with pytest.raises(Diverged) as e:
             _fit(TRAINERS[impl], args, data, deferred)
         messages.append(str(e.value))
     assert messages[0] == messages[1] and "step" in messages[0]
@@ -64,7 +65,7 @@ def test_cupy_backend_without_cupy_is_one_line(mnist_dir, capsys):
         pytest.skip("CuPy and a GPU are here: test_gpu.py covers the backend")
     except Exception:
         pass
-    code = common.main(numpy_nn.train.Trainer, ["--data-dir", str(mnist_dir), *QUICK, "--backend", "cupy"],
+    code = cli.main(numpy_nn.train.Trainer, ["--data-dir", str(mnist_dir), *QUICK, "--backend", "cupy"],
                        add_flags=numpy_nn.train.add_flags)
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("error: --backend cupy:") and "\n" not in err

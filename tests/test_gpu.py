@@ -7,7 +7,7 @@ import torch
 import numpy_nn.train
 import pytorch_nn.train
 from conftest import QUICK, run_train
-from test_parity import CASES, LOSS_RTOL, WEIGHT_TOL, losses_and_weights, make_args, weights_of
+from test_parity import CASES, LOSS_RTOL, WEIGHT_TOL, losses_and_weights, make_args
 
 pytestmark = pytest.mark.gpu
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
@@ -33,9 +33,9 @@ def _gpu_matches_numpy_cpu(case, data, module, **on_gpu):
     gpu_losses = gpu.host(list(gpu_losses)) if not isinstance(gpu_losses[0], float) else gpu_losses
     rel = np.abs(cpu_losses - gpu_losses) / np.abs(cpu_losses)
     assert rel.max() <= LOSS_RTOL, f"{case}: max rel loss diff {rel.max():.2e}"
-    wa, wb = weights_of(cpu), weights_of(gpu)
+    wa, wb = cpu.weights(), gpu.weights()  # host arrays, whatever the device
     for k in wa:
-        diff = np.max(np.abs(wa[k] - (wb[k].get() if hasattr(wb[k], "get") else wb[k])))
+        diff = np.max(np.abs(wa[k] - wb[k]))
         assert diff <= WEIGHT_TOL, f"{case}: final {k} differs by {diff:.2e}"
 
 

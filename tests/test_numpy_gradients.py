@@ -7,7 +7,7 @@ from gradcheck import numerical_grad, rel_error
 from numpy_nn.layers import Dropout, Linear, ReLU, Sigmoid, Tanh
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import MLP
-from pytorch_nn.model import MLP as TorchMLP, state_dict_from_numpy
+from pytorch_nn.model import MLP as TorchMLP, tensors
 
 FD_TOL, TORCH_TOL = 1e-6, 1e-10
 N, D, H, C = 4, 5, 7, 3
@@ -70,7 +70,7 @@ def test_dropout_with_a_fixed_mask(p):
     def forward():  # the same mask every call: reseed the layer's generator
         layer.rng = np.random.default_rng(42)
         return layer.forward(x)
-    out = forward()
+    forward()
     mask = layer.mask if p > 0 else np.ones_like(x)
     if p > 0:
         assert set(np.unique(mask)) <= {0.0, 1 / (1 - p)} and 0 < np.count_nonzero(mask) < mask.size
@@ -128,17 +128,24 @@ def test_whole_network(activation, n):
     model.backward(dlogits)
 
     twin = TorchMLP((H, 6), activation, n_in=D, n_out=C).double()
-    twin.load_state_dict(state_dict_from_numpy(model.params))
+    twin.load_state_dict(tensors(model.state_dict()))
     ref = torch.nn.functional.cross_entropy(twin(torch.tensor(x)), torch.tensor(y))
     ref.backward()
     assert abs(loss - ref.item()) <= 1e-13
-    torch_grads = {name: p.grad.numpy() for name, p in twin.named_parameters()}
+    reference = {name: p.grad.numpy() for name, p in twin.named_parameters()}
 
     f = lambda: softmax_cross_entropy(model.forward(x), y)[0]
-    for name, p in model.params.items():
-        layer, kind = name.rsplit(".", 1)
-        reference = torch_grads[f"{layer}.weight"].T if kind == "W" else torch_grads[f"{layer}.bias"]
-        check(name, model.grads[name], numerical_grad(f, p), reference)
+    numeric = torch_named(model, {name: numerical_grad(f, p) for name, p in model.params.items()})
+    ours = model.torch_grads()
+    assert ours.keys() == reference.keys() == numeric.keys()
+    for name in ours:
+        check(name, ours[name], numeric[name], reference[name])
+
+
+def torch_named(model, arrays):
+    """Arrays under numpy_nn's parameter names -> torch's names and layouts, as each layer maps its own."""
+    return {f"{name}.{k}": v for name, layer in model.layers.items() if hasattr(layer, "torch_layout")
+            for k, v in layer.torch_layout({p: arrays[f"{name}.{p}"] for p in layer.params}).items()}
 
 
 def test_float32_stays_float32():

@@ -5,14 +5,12 @@ printing the first values and the largest difference when they part.
 """
 import numpy as np
 import pytest
-import torch
 
-import common
+from common import flags
 import data_loader
 import numpy_nn.train
 import pytorch_nn.train
 from conftest import run_train
-from pytorch_nn.model import numpy_from_state_dict, state_dict_from_numpy
 
 LOSS_RTOL, WEIGHT_TOL, CLI_TOL = 1e-9, 1e-8, 1e-7
 EPOCHS = 4  # x 32 batches of 64 from 2,000 images = 128 steps
@@ -28,9 +26,9 @@ CASES = {
 
 
 def make_args(argv, parser_from=pytorch_nn.train):
-    parser = common.make_parser("parity")
+    parser = flags.make_parser("parity")
     parser_from.add_flags(parser)
-    return common.parse_args(parser, ["--dtype", "float64", "--dropout", "0", "--epochs", str(EPOCHS),
+    return flags.parse_args(parser, ["--dtype", "float64", "--dropout", "0", "--epochs", str(EPOCHS),
                                       "--seed", "5", "--threads", "1", "--device", "cpu", *argv])
 
 
@@ -44,15 +42,11 @@ def losses_and_weights(trainer, data, args):
     return (np.array(losses) if isinstance(losses[0], float) else losses), trainer
 
 
-def weights_of(trainer):
-    return trainer.model.params if trainer.name == "numpy" else numpy_from_state_dict(trainer.model.state_dict())
-
-
 def test_same_initial_weights():
     args = make_args([])
     a, b = numpy_nn.train.Trainer(args), pytorch_nn.train.Trainer(args)
-    wa, wb = weights_of(a), weights_of(b)
-    assert wa.keys() == wb.keys() == {"fc1.W", "fc1.b", "fc2.W", "fc2.b", "fc3.W", "fc3.b"}
+    wa, wb = a.weights(), b.weights()
+    assert list(wa) == list(wb) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
 
@@ -68,7 +62,7 @@ def test_step_by_step_parity(case, mnist64):
     assert first is None, (f"{case}: step {first + 1} loss numpy {np_losses[first]!r} vs torch {pt_losses[first]!r}; "
                            f"max rel diff {rel.max():.2e}; first losses {np_losses[:3]} vs {pt_losses[:3]}")
     assert np_losses[-1] < np_losses[0] * 0.5  # and it is training, not standing still
-    wa, wb = weights_of(np_trainer), weights_of(pt_trainer)
+    wa, wb = np_trainer.weights(), pt_trainer.weights()
     for k in wa:
         diff = np.max(np.abs(wa[k] - wb[k]))
         assert diff <= WEIGHT_TOL, f"{case}: final {k} differs by {diff:.2e}"
@@ -90,18 +84,29 @@ def test_cli_histories_agree(mnist_dir, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_weight_interchange(dtype, mnist_dir):
-    """numpy_nn weights -> state_dict -> numpy_nn weights is exact; both twins predict the test set alike."""
+    """Weights through either twin come back bit for bit; both twins predict the test set alike from them."""
     data = data_loader.load_mnist(mnist_dir, dtype=np.dtype(dtype), val_size=0, limit_train=10)
     args = make_args(["--dtype", dtype, "--init", "torch"])
-    np_trainer = numpy_nn.train.Trainer(args)
-    params = {k: v + np.random.default_rng(1).standard_normal(v.shape).astype(dtype) * 0.05
-              for k, v in np_trainer.model.params.items()}  # not just the initial point
-    np_trainer.model.load(params)
-    back = numpy_from_state_dict(state_dict_from_numpy(params))
-    assert all(np.array_equal(back[k], params[k]) and back[k].dtype == params[k].dtype for k in params)
-
-    pt_trainer = pytorch_nn.train.Trainer(args)
-    pt_trainer.model.load_state_dict(state_dict_from_numpy(params))
+    np_trainer, pt_trainer = numpy_nn.train.Trainer(args), pytorch_nn.train.Trainer(args)
+    rng = np.random.default_rng(1)
+    weights = {k: v + (rng.standard_normal(v.shape) * 0.05).astype(dtype)  # not just the initial point
+               for k, v in np_trainer.weights().items()}
+    for trainer in (np_trainer, pt_trainer):
+        trainer.load_weights(weights)
+        back = trainer.weights()
+        assert back.keys() == weights.keys()
+        assert all(np.array_equal(back[k], weights[k]) and back[k].dtype == weights[k].dtype for k in weights)
     a, b = np_trainer.predict(data.x_test), pt_trainer.predict(data.x_test)
     assert np.array_equal(a.argmax(1), b.argmax(1))
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 if dtype == "float64" else 1e-4)
+
+
+@pytest.mark.parametrize("impl", ["numpy", "pytorch"])
+def test_weights_of_another_shape_are_refused_in_one_line(impl):
+    args = make_args([])
+    trainer = {"numpy": numpy_nn.train.Trainer, "pytorch": pytorch_nn.train.Trainer}[impl](args)
+    weights = trainer.weights()
+    with pytest.raises(ValueError, match=r"^fc2.weight has shape \(64, 129\), this model's is \(64, 128\)$"):
+        trainer.load_weights({**weights, "fc2.weight": np.zeros((64, 129), weights["fc2.weight"].dtype)})
+    with pytest.raises(ValueError, match="missing fc3.bias; unexpected fc3.b"):
+        trainer.load_weights({**{k: v for k, v in weights.items() if k != "fc3.bias"}, "fc3.b": weights["fc3.bias"]})

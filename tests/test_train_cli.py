@@ -1,8 +1,5 @@
 """Both train.py CLIs: they learn, write history.json, fail in one line, and repeat themselves exactly."""
-import json
-import math
 
-import numpy as np
 import pytest
 
 import numpy_nn.train
@@ -122,7 +119,8 @@ def test_cuda_requested_without_cuda(mnist_dir, capsys):
 
 
 def test_preset_supplies_defaults_that_flags_override():
-    import common
-    parser = common.make_parser("x")
-    args = common.parse_args(parser, ["--preset", "default", "--epochs", "3"])
-    assert args.epochs == 3 and args.lr == common.PRESETS["default"]["lr"]
+    from common import flags
+    from common.presets import PRESETS
+    parser = flags.make_parser("x")
+    args = flags.parse_args(parser, ["--preset", "default", "--epochs", "3"])
+    assert args.epochs == 3 and args.lr == PRESETS["default"]["lr"]

@@ -1,0 +1,105 @@
+"""The flags both train.py scripts (and compare.py) take, defined once, with their checks.
+
+Names follow pytorch/examples' mnist where it has one; help strings end in "(default: N)".
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import data_loader
+from common.machine import default_threads
+from common.presets import DEFAULT, PRESETS
+
+
+def number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: kind(text) within [low, high] (or open ends), with an argparse-style message."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        bad_low = low is not None and (value <= low if low_open else value < low)
+        bad_high = high is not None and (value >= high if high_open else value > high)
+        if bad_low or bad_high or not math.isfinite(value):
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+            hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range; must be {' and '.join(filter(None, [lo, hi]))}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def sizes(text):
+    """'128,64' -> (128, 64); '' -> () (softmax regression)."""
+    try:
+        values = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated layer sizes, e.g. 128,64")
+    if any(s < 1 for s in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: layer sizes must be positive")
+    return values
+
+
+def make_parser(description: str, train_script: bool = True) -> argparse.ArgumentParser:
+    """The shared flags. train_script=False leaves out what only a single run has (--seed, --out,
+    --save-model, --evaluate): compare.py chooses those for its runs itself."""
+    p = argparse.ArgumentParser(description=description)
+    d = DEFAULT
+    pos_int, pos_float = number(int, 1), number(float, 0, low_open=True)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named configuration; explicit flags override it")
+    p.add_argument("--epochs", type=number(int, 0), default=d["epochs"], help="epochs to train (default: %(default)s)")
+    p.add_argument("--batch-size", type=pos_int, default=d["batch_size"], help="training batch size (default: %(default)s)")
+    p.add_argument("--test-batch-size", type=pos_int, default=1000, help="evaluation batch size (default: %(default)s)")
+    p.add_argument("--lr", type=pos_float, default=d["lr"], help="learning rate (default: %(default)s)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d["optimizer"], help="(default: %(default)s)")
+    p.add_argument("--momentum", type=number(float, 0, 1, high_open=True), default=0.0,
+                   help="SGD momentum (default: %(default)s)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD with --momentum > 0)")
+    p.add_argument("--weight-decay", type=number(float, 0), default=None,
+                   help=f"L2 penalty for sgd/adam, decoupled decay for adamw (default: {d['weight_decay']} for adamw, "
+                        f"else 0)")
+    p.add_argument("--schedule", choices=["constant", "step", "cosine"], default=d["schedule"],
+                   help="learning-rate schedule, stepped per epoch (default: %(default)s)")
+    p.add_argument("--step-size", type=pos_int, default=1, help="epochs between decays for --schedule step (default: %(default)s)")
+    p.add_argument("--gamma", type=number(float, 0, 1, low_open=True), default=0.7,
+                   help="decay factor for --schedule step (default: %(default)s)")
+    p.add_argument("--hidden", type=sizes, default=d["hidden"], help="hidden layer sizes (default: 128,64)")
+    p.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu", help="(default: %(default)s)")
+    p.add_argument("--dropout", type=number(float, 0, 1, high_open=True), default=d["dropout"],
+                   help="dropout probability after each hidden layer (default: %(default)s)")
+    p.add_argument("--input-dropout", type=number(float, 0, 1, high_open=True), default=0.0,
+                   help="dropout probability on the input pixels (default: %(default)s)")
+    p.add_argument("--init", choices=["he", "xavier", "torch"], default="he", help="weight init (default: %(default)s)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
+    p.add_argument("--val-size", type=number(int, 0, 59999), default=data_loader.VAL_SIZE,
+                   help="training images held out for validation (default: %(default)s)")
+    p.add_argument("--limit-train", type=pos_int, help="train on this many images only (default: all)")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data)")
+    p.add_argument("--threads", type=pos_int, default=default_threads(),
+                   help="CPU threads for the math (default: all cores, %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines remain)")
+    if train_script:
+        p.add_argument("--seed", type=number(int, 0), default=1, help="random seed (default: %(default)s)")
+        p.add_argument("--out", type=Path, help="output folder for history.json and the model (default: runs/<impl>)")
+        p.add_argument("--save-model", action="store_true", help="write the trained weights into --out")
+        p.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
+                       help="evaluate saved weights on the test set instead of training (model flags must match)")
+    return p
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse, letting a --preset supply defaults that explicit flags override; check flag combinations."""
+    args = parser.parse_args(argv)
+    if args.preset:
+        parser.set_defaults(**PRESETS[args.preset])
+        args = parser.parse_args(argv)
+    if args.nesterov and (args.optimizer != "sgd" or args.momentum == 0):
+        parser.error("--nesterov needs --optimizer sgd and --momentum > 0")
+    if args.weight_decay is None:
+        args.weight_decay = DEFAULT["weight_decay"] if args.optimizer == "adamw" else 0.0
+    if args.momentum and args.optimizer != "sgd":
+        parser.error(f"--momentum applies to --optimizer sgd, not {args.optimizer}")
+    return args
+

@@ -1,0 +1,139 @@
+"""The comparison's figures of numbers: curves per epoch, epoch times, optimizers, scaling, sweep."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from common.files import atomic_path  # noqa: E402
+
+COLORS = {"numpy": "tab:blue", "pytorch": "tab:orange"}
+
+
+def figure(ncols=1, width=6.4, height=4.2):
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, axes[0]
+
+
+def save(fig, path, tight=True):
+    if tight:
+        fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches=None if tight else "tight")
+    plt.close(fig)
+
+
+def label(impl, device):
+    return f"{impl}_nn" + (f" ({device})" if device != "cpu" else "")
+
+
+def color(impl, device):
+    return COLORS.get(impl, "gray") if device == "cpu" else "tab:green"
+
+
+def epoch_axis(ax):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
+def _band(ax, df, column, name, line_color, style="-"):
+    """Mean over seeds per epoch, with a min-max band."""
+    g = df.groupby("epoch")[column]
+    mean, lo, hi = g.mean(), g.min(), g.max()
+    ax.plot(mean.index, mean.values, style, color=line_color, label=name)
+    if len(df["seed"].unique()) > 1:
+        ax.fill_between(mean.index, lo.values, hi.values, color=line_color, alpha=0.2)
+
+
+def plot_curves(epochs, path, kind):
+    """loss.png / accuracy.png: train and validation (and test accuracy) per epoch, both twins overlaid."""
+    panels = [(split, style) for split, style in [("train", "-"), ("val", "--"), ("test", ":")]
+              if f"{split}_{kind}" in epochs and epochs[f"{split}_{kind}"].notna().any()]
+    fig, axes = figure(len(panels), width=5.2)
+    for ax, (split, style) in zip(axes, panels):
+        for (impl, device), df in epochs.groupby(["implementation", "device"], sort=False):
+            values = df.assign(v=df[f"{split}_{kind}"] * (100 if kind == "acc" else 1))
+            _band(ax, values, "v", label(impl, device), color(impl, device), style)
+        ax.set_title(f"{split} {'accuracy' if kind == 'acc' else 'loss'}")
+        epoch_axis(ax)
+        ax.set_ylabel("accuracy (%)" if kind == "acc" else "cross-entropy loss (nats)")
+        if kind == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{'Accuracy' if kind == 'acc' else 'Loss'} per epoch: mean over seeds, band = min-max")
+    save(fig, path)
+
+
+def plot_epoch_times(epochs, table, path):
+    """epoch_time.png: the spread of epoch seconds and samples per second per implementation."""
+    fig, (ax1, ax2) = figure(2, width=5.2)
+    groups = list(epochs.groupby(["implementation", "device"], sort=False))
+    labels = [label(*k) for k, _ in groups]
+    ax1.boxplot([df["epoch_seconds"].values for _, df in groups], tick_labels=labels)
+    ax1.set_ylabel("seconds per training epoch")
+    ax1.set_title("Epoch time (all epochs, all seeds)")
+    ax2.bar(labels, table["samples_per_s"], color=[color(i, d) for i, d in zip(table["implementation"], table["device"])])
+    ax2.set_ylabel("training samples per second (median epoch)")
+    ax2.set_title("Throughput")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3, axis="y")
+    save(fig, path)
+
+
+def plot_optimizers(df, path):
+    """optimizers.png: training loss and validation accuracy (test accuracy with --val-size 0) per optimizer;
+    solid lines numpy_nn, dashed pytorch_nn, one colour per optimizer."""
+    acc, split = ("val_acc", "validation") if df["val_acc"].notna().any() else ("test_acc", "test")
+    fig, (ax1, ax2) = figure(2, width=5.6, height=4.6)
+    colors = dict(zip(df["optimizer"].unique(), ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]))
+    for (opt, impl, device), g in df.groupby(["optimizer", "implementation", "device"], sort=False):
+        style = "-" if impl == "numpy" else "--"
+        for ax, column, scale in ((ax1, "train_loss", 1), (ax2, acc, 100)):
+            ax.plot(g["epoch"], g[column] * scale, style, color=colors[opt], label=f"{opt}, {label(impl, device)}")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("training loss (nats)")
+    ax2.set_ylabel(f"{split} accuracy (%)")
+    for ax, title in ((ax1, "Training loss"), (ax2, f"{split.capitalize()} accuracy")):
+        epoch_axis(ax)
+        ax.set_title(f"{title} by optimizer")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Optimizers, seed 1: solid numpy_nn, dashed pytorch_nn")
+    save(fig, path)
+
+
+def plot_scaling(df, peak, path):
+    """scaling.png: epoch time and achieved GFLOP/s against batch size, with the measured matmul peak."""
+    fig, (ax1, ax2) = figure(2, width=5.6)
+    for (impl, device), g in df.groupby(["implementation", "device"], sort=False):
+        ax1.plot(g["batch_size"], g["epoch_s"], "o-", color=color(impl, device), label=label(impl, device))
+        ax2.plot(g["batch_size"], g["gflops"], "o-", color=color(impl, device), label=label(impl, device))
+    ax2.axhline(peak, color="gray", linestyle=":", label=f"NumPy matmul peak {peak:.0f} GFLOP/s")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax1.set_yscale("log")
+    ax1.set_ylabel("seconds per training epoch")
+    ax1.set_title("Epoch time against batch size")
+    ax2.set_ylabel("achieved GFLOP/s (matmul work only)")
+    ax2.set_title("Arithmetic throughput against batch size")
+    save(fig, path)
+
+
+def plot_sweep(df, path):
+    """sweep.png: best validation accuracy of every grid point, both twins."""
+    fig, (ax,) = figure(1, width=max(6.4, 0.5 * len(df)))
+    labels = [f"{r.optimizer} lr={r.lr:g} h={r.hidden} bs={r.batch_size} e={r.epochs}\n{r.implementation}"
+              for r in df.itertuples()]
+    ax.bar(range(len(df)), df["best_val_acc"] * 100, color=[COLORS.get(i, "gray") for i in df["implementation"]])
+    ax.set_xticks(range(len(df)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(max(0, df["best_val_acc"].min() * 100 - 2), 100)
+    ax.set_ylabel("best validation accuracy (%)")
+    ax.set_title("Sweep: best validation accuracy per configuration")
+    ax.grid(alpha=0.3, axis="y")
+    save(fig, path)
