@@ -21,7 +21,8 @@ SPLIT_SEED = 20260  # fixes which training images form the validation set, whate
 
 @dataclass
 class MNIST:
-    """Normalized, flattened splits. x_*: (N, 784) float; y_*: (N,) int64 (what torch's losses take)."""
+    """Normalized splits. x_*: (N, 784) float, or (N, 1, 28, 28) views of the same memory for a CNN;
+    y_*: (N,) int64 (what torch's losses take)."""
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
@@ -51,8 +52,9 @@ def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_mnist(data_dir=None, *, dtype=np.float32, val_size=VAL_SIZE, limit_train=None,
-               allow_download=True, counts=COUNTS) -> MNIST:
-    """The arrays both twins train on: validation held out of the training set, optional training subset."""
+               allow_download=True, counts=COUNTS, images=False) -> MNIST:
+    """The arrays both twins train on: validation held out of the training set, optional training subset.
+    images=True hands x_* as (N, 1, 28, 28) (NCHW, as torch's convolutions take them): views, no copy."""
     dtype = np.dtype(dtype).type
     raw = load_raw(data_dir, allow_download=allow_download, counts=counts)
     train_idx, val_idx = split_indices(len(raw.train_labels), val_size)
@@ -61,12 +63,11 @@ def load_mnist(data_dir=None, *, dtype=np.float32, val_size=VAL_SIZE, limit_trai
             raise DataError(f"--limit-train {limit_train}: must be at least 1")
         train_idx = train_idx[:limit_train]
     labels = raw.train_labels.astype(np.int64)
-    return MNIST(
-        x_train=normalize(raw.train_images[train_idx], dtype), y_train=labels[train_idx],
-        x_val=normalize(raw.train_images[val_idx], dtype), y_val=labels[val_idx],
-        x_test=normalize(raw.test_images, dtype), y_test=raw.test_labels.astype(np.int64),
-        raw=raw,
-    )
+    shape = (1, 28, 28) if images else (784,)
+    x = {split: normalize(pixels, dtype).reshape(-1, *shape) for split, pixels in
+         (("train", raw.train_images[train_idx]), ("val", raw.train_images[val_idx]), ("test", raw.test_images))}
+    return MNIST(x_train=x["train"], y_train=labels[train_idx], x_val=x["val"], y_val=labels[val_idx],
+                 x_test=x["test"], y_test=raw.test_labels.astype(np.int64), raw=raw)
 
 
 def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:

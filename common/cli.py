@@ -16,9 +16,9 @@ from data_loader import DataError
 
 
 def load_data(args) -> data_loader.MNIST:
-    """The arrays these flags ask for: dtype, validation split and training subset."""
+    """The arrays these flags ask for: dtype, validation split, training subset, and images for a CNN."""
     return data_loader.load_mnist(args.data_dir, dtype=np.dtype(args.dtype), val_size=args.val_size,
-                                  limit_train=args.limit_train)
+                                  limit_train=args.limit_train, images=args.model == "cnn")
 
 
 def main(trainer_cls, argv=None, description="", add_flags=None) -> int:

@@ -9,8 +9,13 @@ import math
 from pathlib import Path
 
 import data_loader
+from common.architecture import feature_side
 from common.machine import default_threads
 from common.presets import DEFAULT, PRESETS
+
+# What --model cnn means when no flag or preset says otherwise; --hidden's default depends on the model.
+CNN_DEFAULTS = dict(channels=(32, 64), kernel_size=3, hidden=(128,))
+ONLY_FOR = {"channels": "cnn", "kernel_size": "cnn", "input_dropout": "mlp"}  # flags that fit one model
 
 
 def number(kind, low=None, high=None, low_open=False, high_open=False):
@@ -65,7 +70,16 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--step-size", type=pos_int, default=1, help="epochs between decays for --schedule step (default: %(default)s)")
     p.add_argument("--gamma", type=number(float, 0, 1, low_open=True), default=0.7,
                    help="decay factor for --schedule step (default: %(default)s)")
-    p.add_argument("--hidden", type=sizes, default=d["hidden"], help="hidden layer sizes (default: 128,64)")
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp: fully connected; cnn: convolution blocks, then fully connected (default: %(default)s)")
+    p.add_argument("--channels", type=sizes, help="cnn: output channels of each block (k x k convolution, batch norm "
+                                                  "with --batch-norm, activation, 2x2 max pooling) (default: 32,64)")
+    p.add_argument("--kernel-size", type=number(int, 1, 28), help="cnn: convolution kernel side, padded by k // 2 "
+                                                                  "(default: 3)")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="batch normalization after each convolution and hidden fully connected layer")
+    p.add_argument("--hidden", type=sizes, help="hidden fully connected layer sizes (default: 128,64 for mlp, "
+                                                "128 for cnn)")
     p.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu", help="(default: %(default)s)")
     p.add_argument("--dropout", type=number(float, 0, 1, high_open=True), default=d["dropout"],
                    help="dropout probability after each hidden layer (default: %(default)s)")
@@ -89,12 +103,34 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     return p
 
 
+def explicit(parser: argparse.ArgumentParser, argv) -> set[str]:
+    """The destinations of the flags given on the command line (argparse fills in defaults only for
+    attributes the namespace lacks, so a namespace of markers tells given from defaulted)."""
+    marker = object()
+    given = parser.parse_args(argv, argparse.Namespace(**{a.dest: marker for a in parser._actions}))
+    return {k for k, v in vars(given).items() if v is not marker}
+
+
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse, letting a --preset supply defaults that explicit flags override; check flag combinations."""
     args = parser.parse_args(argv)
     if args.preset:
         parser.set_defaults(**PRESETS[args.preset])
         args = parser.parse_args(argv)
+    given = explicit(parser, argv)
+    for flag, model in ONLY_FOR.items():
+        if flag in given and args.model != model:
+            parser.error(f"--{flag.replace('_', '-')} applies to --model {model}, not {args.model}")
+    if args.model == "cnn":
+        for k, v in CNN_DEFAULTS.items():
+            setattr(args, k, v if getattr(args, k) is None else getattr(args, k))
+        args.input_dropout = 0.0
+        if feature_side(args.channels, args.kernel_size) < 1:
+            parser.error(f"--channels {','.join(map(str, args.channels))} with --kernel-size {args.kernel_size}: "
+                         f"{len(args.channels)} poolings leave no pixel of a 28x28 image; use fewer blocks")
+    else:
+        args.channels = args.kernel_size = None
+        args.hidden = DEFAULT["hidden"] if args.hidden is None else args.hidden
     if args.nesterov and (args.optimizer != "sgd" or args.momentum == 0):
         parser.error("--nesterov needs --optimizer sgd and --momentum > 0")
     if args.weight_decay is None:

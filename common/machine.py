@@ -55,10 +55,3 @@ def matmul_peak_gflops(threads, dtype=np.float32, n=1024, repeats=7) -> float:
             best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
 
-
-def train_flops_per_sample(hidden, n_in=784, n_out=10) -> int:
-    """Multiply-adds x 2 of one training step per sample: forward x @ W, backward dW for every layer and
-    dx for all but the first (nothing needs the input's gradient). Elementwise work is left out."""
-    sizes = [n_in, *hidden, n_out]
-    macs = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
-    return 2 * (sum(macs) + sum(macs) + sum(macs[1:]))

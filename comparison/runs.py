@@ -59,8 +59,10 @@ def model_argv(args, **override) -> list[str]:
     values = {"epochs": args.epochs, "batch-size": args.batch_size, "test-batch-size": args.test_batch_size,
               "lr": args.lr, "optimizer": args.optimizer, "weight-decay": args.weight_decay,
               "schedule": args.schedule, "step-size": args.step_size, "gamma": args.gamma,
+              "model": args.model, "channels": args.channels and ",".join(map(str, args.channels)),
+              "kernel-size": args.kernel_size,
               "hidden": ",".join(map(str, args.hidden)), "activation": args.activation, "dropout": args.dropout,
-              "input-dropout": args.input_dropout,
+              "input-dropout": args.input_dropout if args.model == "mlp" else None,
               "init": args.init, "dtype": args.dtype, "val-size": args.val_size, "threads": args.threads,
               "momentum": args.momentum if args.optimizer == "sgd" else None,
               "limit-train": args.limit_train, "data-dir": args.data_dir}
@@ -69,7 +71,9 @@ def model_argv(args, **override) -> list[str]:
     for k, v in values.items():
         if v is not None:
             argv += [f"--{k}", str(v)]
-    return argv + (["--nesterov"] if args.nesterov and values.get("optimizer") == "sgd" else [])
+    switches = [flag for flag, on in (("--nesterov", args.nesterov and values.get("optimizer") == "sgd"),
+                                       ("--batch-norm", args.batch_norm)) if on]
+    return argv + switches
 
 
 def devices(args) -> list[tuple[str, str]]:

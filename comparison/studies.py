@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import machine
+from common import architecture, machine
 from comparison import plots, tables
 from comparison.runs import devices, model_argv, time_epoch_job, train_job, train_size
 
@@ -44,7 +44,7 @@ def optimizers(args, rows, tmp, progress, workers) -> list[str]:
 
 def scaling(args, rows, tmp, progress, workers) -> list[str]:
     peak = machine.matmul_peak_gflops(args.threads)
-    flops = machine.train_flops_per_sample(args.hidden)
+    flops = architecture.train_flops_per_sample(args)
     n = train_size(args)
     scale = []
     for bs in args.batch_size_list:

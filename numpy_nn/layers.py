@@ -28,38 +28,42 @@ def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
 
 
 class Linear:
-    """out = x @ W + b, with W of shape (n_in, n_out): the transpose of torch's nn.Linear.weight."""
+    """out = x @ W + b, with W of shape (n_in, n_out): the transpose of torch's nn.Linear.weight.
+    bias=False leaves b out, for a layer that batch norm follows (its shift would be normalized away)."""
 
-    def __init__(self, n_in, n_out, rng, init="he", dtype=np.float32, xp=np):
+    def __init__(self, n_in, n_out, rng, init="he", dtype=np.float32, xp=np, bias=True):
         W, b = init_weight(n_in, n_out, rng, init, dtype)  # drawn on the host: the same weights on any device
         self.xp = xp
-        self.params = {"W": xp.asarray(W), "b": xp.asarray(b)}
-        self.grads = {"W": xp.zeros_like(self.params["W"]), "b": xp.zeros_like(self.params["b"])}
+        self.params = {"W": xp.asarray(W), **({"b": xp.asarray(b)} if bias else {})}
+        self.grads = {name: xp.zeros_like(p) for name, p in self.params.items()}
         self.x = None
 
     def forward(self, x):
         self.x = x                   # (N, n_in)
         out = x @ self.params["W"]   # (N, n_out)
-        out += self.params["b"]
+        if "b" in self.params:
+            out += self.params["b"]
         return out
 
     def backward(self, dout, need_dx=True):
         """dout: (N, n_out) -> dx: (N, n_in). need_dx=False skips dx for the first layer (nothing uses it)."""
         self.xp.matmul(self.x.T, dout, out=self.grads["W"])  # (n_in, n_out)
-        self.xp.sum(dout, axis=0, out=self.grads["b"])       # (n_out,)
+        if "b" in self.grads:
+            self.xp.sum(dout, axis=0, out=self.grads["b"])   # (n_out,)
         return dout @ self.params["W"].T if need_dx else None
 
     def torch_layout(self, t):
         """params or grads as nn.Linear names them: weight is (n_out, n_in), the transpose of W (x @ W here,
         x @ weight.T there)."""
-        return {"weight": t["W"].T, "bias": t["b"]}
+        return {"weight": t["W"].T, **({"bias": t["b"]} if "b" in t else {})}
 
     def state_dict(self):
         return self.torch_layout(self.params)
 
     def load_state_dict(self, d):
         self.params["W"][...] = self.xp.asarray(d["weight"]).T
-        self.params["b"][...] = self.xp.asarray(d["bias"])
+        if "b" in self.params:
+            self.params["b"][...] = self.xp.asarray(d["bias"])
 
 
 class ReLU:
@@ -107,6 +111,17 @@ class Dropout:
 
     def backward(self, dout):
         return dout if self.mask is None else dout * self.mask
+
+
+class Flatten:
+    """(N, C, H, W) -> (N, C*H*W) in torch's order (channel-major), whatever the layout in memory."""
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x.reshape(len(x), -1)
+
+    def backward(self, dout):
+        return dout.reshape(self.shape)
 
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}

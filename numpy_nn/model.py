@@ -1,8 +1,11 @@
 """The networks as ordered lists of named layers: forward in order, backward in reverse."""
 import numpy as np
 
+from common.architecture import feature_side
 from common.weights import check_match
-from numpy_nn.layers import ACTIVATIONS, Dropout, Linear
+from numpy_nn.conv import Conv2d, MaxPool2d
+from numpy_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
+from numpy_nn.norm import BatchNorm1d, BatchNorm2d
 
 
 class Sequential:
@@ -58,27 +61,67 @@ class Sequential:
                 layer.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
 
 
+def dense(sizes, activation, dropout, batch_norm, rng, mask_rng, init, dtype, xp) -> dict:
+    """Fully connected layers sizes[0] -> ... -> sizes[-1]; each hidden one followed by batch norm (if
+    asked, and then no bias before it), the activation and dropout. Named fc1, fc1_bn, fc1_relu, fc1_drop,
+    fc2, ... as in pytorch_nn."""
+    layers = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        hidden = i < len(sizes) - 1
+        layers[f"fc{i}"] = Linear(a, b, rng, init, dtype, xp, bias=not (hidden and batch_norm))
+        if hidden:
+            if batch_norm:
+                layers[f"fc{i}_bn"] = BatchNorm1d(b, dtype=dtype, xp=xp)
+            layers[f"fc{i}_{activation}"] = ACTIVATIONS[activation]()
+            if dropout > 0:
+                layers[f"fc{i}_drop"] = Dropout(dropout, mask_rng)
+    return layers
+
+
+def generators(seed, xp):
+    """Weights first, then dropout masks, from one stream (on a GPU the masks come from the GPU's own)."""
+    rng = np.random.default_rng(seed)
+    return rng, (rng if xp is np else xp.random.default_rng(seed))
+
+
 class MLP(Sequential):
-    """784 -> hidden... -> 10, named fc1, relu1, drop1, fc2, ... as pytorch_nn's MLP."""
+    """784 -> hidden... -> 10 (input dropout first, if asked)."""
 
     def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, init="he", seed=0,
-                 dtype=np.float32, n_in=784, n_out=10, xp=np, input_dropout=0.0):
-        rng = np.random.default_rng(seed)  # weights first, then dropout masks from the same stream
-        mask_rng = rng if xp is np else xp.random.default_rng(seed)
-        sizes = [n_in, *hidden, n_out]
-        layers = {}
-        if input_dropout > 0:
-            layers["drop0"] = Dropout(input_dropout, mask_rng)
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            layers[f"fc{i}"] = Linear(a, b, rng, init, dtype, xp)
-            if i < len(sizes) - 1:
-                layers[f"{activation}{i}"] = ACTIVATIONS[activation]()
-                if dropout > 0:
-                    layers[f"drop{i}"] = Dropout(dropout, mask_rng)
+                 dtype=np.float32, n_in=784, n_out=10, xp=np, input_dropout=0.0, batch_norm=False):
+        rng, mask_rng = generators(seed, xp)
+        layers = {"input_drop": Dropout(input_dropout, mask_rng)} if input_dropout > 0 else {}
+        layers.update(dense([n_in, *hidden, n_out], activation, dropout, batch_norm, rng, mask_rng, init, dtype, xp))
+        super().__init__(layers)
+
+
+class CNN(Sequential):
+    """(N, 1, 28, 28) -> per entry of channels: k x k convolution, batch norm (if asked), activation,
+    2 x 2 max pooling -> flatten -> hidden fully connected layers -> 10."""
+
+    def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
+                 batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np):
+        rng, mask_rng = generators(seed, xp)
+        layers, c_in = {}, 1
+        for i, c in enumerate(channels, start=1):
+            layers[f"conv{i}"] = Conv2d(c_in, c, kernel_size, rng, padding=kernel_size // 2, init=init, dtype=dtype,
+                                        xp=xp, bias=not batch_norm)
+            if batch_norm:
+                layers[f"conv{i}_bn"] = BatchNorm2d(c, dtype=dtype, xp=xp)
+            layers[f"conv{i}_{activation}"] = ACTIVATIONS[activation]()
+            layers[f"pool{i}"] = MaxPool2d(2)
+            c_in = c
+        layers["flatten"] = Flatten()
+        n_features = c_in * feature_side(channels, kernel_size) ** 2
+        layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm, rng, mask_rng, init, dtype, xp))
         super().__init__(layers)
 
 
 def build(args, xp=np):
     """The network these flags describe, its initial weights drawn from --seed."""
-    return MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, np.dtype(args.dtype),
-               xp=xp, input_dropout=args.input_dropout)
+    dtype = np.dtype(args.dtype)
+    if args.model == "cnn":
+        return CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm,
+                   args.init, args.seed, dtype, xp=xp)
+    return MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, dtype, xp=xp,
+               input_dropout=args.input_dropout, batch_norm=args.batch_norm)

@@ -90,7 +90,7 @@ class Trainer:
     def weights(self):
         """A snapshot of every tensor under torch's names and layouts, on the host."""
         host = np.asarray if self.xp is np else self.xp.asnumpy
-        return {k: np.ascontiguousarray(host(v)) for k, v in self.model.state_dict().items()}
+        return {k: np.array(host(v), order="C") for k, v in self.model.state_dict().items()}
 
     def load_weights(self, arrays):
         self.model.load_state_dict(arrays)

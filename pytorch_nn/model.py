@@ -6,36 +6,65 @@ import torch
 from torch import nn
 
 import numpy_nn.model
-from pytorch_nn.layers import ACTIVATIONS, Dropout, Linear
+from common.architecture import feature_side
+from pytorch_nn.conv import Conv2d, MaxPool2d
+from pytorch_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
+from pytorch_nn.norm import BatchNorm1d, BatchNorm2d
+
+
+def dense(sizes, activation, dropout, batch_norm) -> dict:
+    """numpy_nn.model.dense, the same layers under the same names."""
+    layers = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        hidden = i < len(sizes) - 1
+        layers[f"fc{i}"] = Linear(a, b, bias=not (hidden and batch_norm))
+        if hidden:
+            if batch_norm:
+                layers[f"fc{i}_bn"] = BatchNorm1d(b)
+            layers[f"fc{i}_{activation}"] = ACTIVATIONS[activation]()
+            if dropout > 0:
+                layers[f"fc{i}_drop"] = Dropout(dropout)
+    return layers
 
 
 class MLP(nn.Sequential):
-    """784 -> hidden... -> 10, named fc1, relu1, drop1, fc2, ... as numpy_nn's MLP."""
+    def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, n_in=784, n_out=10, input_dropout=0.0,
+                 batch_norm=False):
+        layers = {"input_drop": Dropout(input_dropout)} if input_dropout > 0 else {}
+        layers.update(dense([n_in, *hidden, n_out], activation, dropout, batch_norm))
+        super().__init__(OrderedDict(layers))
 
-    def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, n_in=784, n_out=10, input_dropout=0.0):
-        sizes = [n_in, *hidden, n_out]
-        layers = OrderedDict()
-        if input_dropout > 0:
-            layers["drop0"] = Dropout(input_dropout)
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            layers[f"fc{i}"] = Linear(a, b)
-            if i < len(sizes) - 1:
-                layers[f"{activation}{i}"] = ACTIVATIONS[activation]()
-                if dropout > 0:
-                    layers[f"drop{i}"] = Dropout(dropout)
-        super().__init__(layers)
+
+class CNN(nn.Sequential):
+    def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
+                 batch_norm=False, n_out=10):
+        layers, c_in = {}, 1
+        for i, c in enumerate(channels, start=1):
+            layers[f"conv{i}"] = Conv2d(c_in, c, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+            if batch_norm:
+                layers[f"conv{i}_bn"] = BatchNorm2d(c)
+            layers[f"conv{i}_{activation}"] = ACTIVATIONS[activation]()
+            layers[f"pool{i}"] = MaxPool2d(2)
+            c_in = c
+        layers["flatten"] = Flatten()
+        n_features = c_in * feature_side(channels, kernel_size) ** 2
+        layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm))
+        super().__init__(OrderedDict(layers))
 
 
 def tensors(arrays: dict) -> dict:
     """NumPy arrays (numpy_nn's state_dict(), a weights file) -> a torch state_dict."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    return {k: torch.from_numpy(np.asarray(v, order="C")) for k, v in arrays.items()}
 
 
 def build(args):
     """The module for these flags, starting from numpy_nn's initial weights for the same seed: one
     initializer for both twins, so that both runs start from the same point."""
-    twin = numpy_nn.model.build(args)
-    model = MLP(args.hidden, args.activation, args.dropout, input_dropout=args.input_dropout)
+    if args.model == "cnn":
+        model = CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm)
+    else:
+        model = MLP(args.hidden, args.activation, args.dropout, input_dropout=args.input_dropout,
+                    batch_norm=args.batch_norm)
     model = model.to(getattr(torch, args.dtype))
-    model.load_state_dict(tensors(twin.state_dict()))
+    model.load_state_dict(tensors(numpy_nn.model.build(args).state_dict()))
     return model

@@ -174,7 +174,7 @@ def test_whole_network_with_dropout_masks_held_fixed():
     rng = np.random.default_rng(3)
     model = MLP((H, 6), "relu", dropout=0.3, init="torch", seed=1, dtype=np.float64, n_in=D, n_out=C,
                 input_dropout=0.2)
-    assert list(model.layers)[:2] == ["drop0", "fc1"]
+    assert list(model.layers)[:2] == ["input_drop", "fc1"]
     x, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
 
     def loss():

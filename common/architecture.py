@@ -1,0 +1,31 @@
+"""The shapes and arithmetic of the networks the flags describe, the same for both twins."""
+from __future__ import annotations
+
+
+def conv_side(side: int, kernel_size: int) -> int:
+    """A convolution's output side: padded by k // 2 on each edge, stride 1 (28 -> 28 for odd k)."""
+    return side + 2 * (kernel_size // 2) - kernel_size + 1
+
+
+def feature_side(channels, kernel_size, side=28) -> int:
+    """The feature maps' side after the convolution blocks: each pads by k // 2, each 2 x 2 pooling halves,
+    flooring (28 -> 14 -> 7 -> 3)."""
+    for _ in channels:
+        side = conv_side(side, kernel_size) // 2
+    return side
+
+
+def train_flops_per_sample(args) -> int:
+    """Multiply-adds x 2 of one training step per sample for the matrix products: forward, the weight
+    gradient of every layer and the input gradient of all but the first (nothing needs the image's).
+    Elementwise work (activations, pooling, batch norm, the optimizer) is left out."""
+    macs, side, c_in, n_in = [], 28, 1, 784
+    if args.model == "cnn":
+        for c in args.channels:
+            out = conv_side(side, args.kernel_size)
+            macs.append(out * out * c * c_in * args.kernel_size ** 2)
+            side, c_in = out // 2, c
+        n_in = c_in * side * side
+    sizes = [n_in, *args.hidden, 10]
+    macs += [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return 2 * (sum(macs) + sum(macs) + sum(macs[1:]))

@@ -1,0 +1,85 @@
+"""Batch normalization, written out, as torch's nn.BatchNorm1d and nn.BatchNorm2d compute it.
+
+Training: normalize with the batch's mean and biased variance, then scale by gamma and shift by beta; the
+running statistics move towards the batch's by `momentum`, the variance's with the unbiased estimate, as
+torch does. Evaluation: normalize with the running statistics. Both kinds work on a 2-D (rows, channels)
+view: for BatchNorm2d the rows are every (n, y, x) position, which is a view when the input is
+channels-last in memory, as Conv2d's output is.
+"""
+import numpy as np
+
+
+class BatchNorm1d:
+    """(N, C) -> (N, C), statistics over N for each of the C features."""
+
+    def __init__(self, channels, momentum=0.1, eps=1e-5, dtype=np.float32, xp=np):
+        self.xp, self.momentum, self.eps, self.training = xp, momentum, eps, True
+        self.params = {"gamma": xp.ones(channels, dtype), "beta": xp.zeros(channels, dtype)}
+        self.grads = {name: xp.zeros_like(p) for name, p in self.params.items()}
+        self.running_mean, self.running_var = xp.zeros(channels, dtype), xp.ones(channels, dtype)
+        self.num_batches_tracked = np.zeros((), np.int64)  # torch keeps the count; it travels with the weights
+
+    def to_rows(self, x):
+        return x
+
+    def from_rows(self, rows, shape):
+        return rows
+
+    def forward(self, x):
+        xp, rows = self.xp, self.to_rows(x)                     # (M, C)
+        if self.training:
+            mean, var = rows.mean(axis=0), rows.var(axis=0)     # biased variance normalizes
+            m = len(rows)
+            self.running_mean *= 1 - self.momentum
+            self.running_mean += self.momentum * mean
+            self.running_var *= 1 - self.momentum
+            self.running_var += self.momentum * var * (m / max(m - 1, 1))  # the unbiased one is remembered
+            self.num_batches_tracked += 1
+        else:
+            mean, var = self.running_mean, self.running_var
+        self.inv_std = 1 / xp.sqrt(var + self.eps)               # (C,)
+        self.xhat = (rows - mean) * self.inv_std                 # (M, C)
+        out = self.xhat * self.params["gamma"]
+        out += self.params["beta"]
+        self.used_batch = self.training
+        return self.from_rows(out, x.shape)
+
+    def backward(self, dout):
+        """dx, with dgamma and dbeta assigned. In training mode the batch mean and variance depend on every
+        row, which gives the two correction terms; in evaluation mode the statistics are constants."""
+        xp, d = self.xp, self.to_rows(dout)                      # (M, C)
+        xp.sum(d * self.xhat, axis=0, out=self.grads["gamma"])
+        xp.sum(d, axis=0, out=self.grads["beta"])
+        dxhat = d * self.params["gamma"]
+        if self.used_batch:
+            m = len(d)
+            dxhat -= self.grads["beta"] * self.params["gamma"] / m            # mean of dxhat over rows
+            dxhat -= self.xhat * (self.grads["gamma"] * self.params["gamma"] / m)  # mean of dxhat * xhat
+        dxhat *= self.inv_std
+        return self.from_rows(dxhat, dout.shape)
+
+    def torch_layout(self, t):
+        return {"weight": t["gamma"], "bias": t["beta"]}
+
+    def state_dict(self):
+        return {**self.torch_layout(self.params), "running_mean": self.running_mean,
+                "running_var": self.running_var, "num_batches_tracked": self.num_batches_tracked}
+
+    def load_state_dict(self, d):
+        xp = self.xp
+        self.params["gamma"][...] = xp.asarray(d["weight"])
+        self.params["beta"][...] = xp.asarray(d["bias"])
+        self.running_mean[...] = xp.asarray(d["running_mean"])
+        self.running_var[...] = xp.asarray(d["running_var"])
+        self.num_batches_tracked[...] = np.asarray(d["num_batches_tracked"])
+
+
+class BatchNorm2d(BatchNorm1d):
+    """(N, C, H, W) -> (N, C, H, W), statistics over N, H and W for each of the C channels."""
+
+    def to_rows(self, x):
+        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])  # (N*H*W, C); a copy only if x is NCHW in memory
+
+    def from_rows(self, rows, shape):
+        n, c, h, w = shape
+        return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
