@@ -1,6 +1,7 @@
 """Train both twins with one config on the same data and report accuracy and time: `python compare.py --help`.
 
-Writes into --out (default results/): comparison.md/.csv (one row per implementation), epochs.csv (every
+Writes into --out (default results/), beside runs/ (every finished run, reused by the same command):
+comparison.md/.csv (one row per implementation), epochs.csv (every
 epoch of every run), parity.csv and interchange.csv (the twins are one network), optimizers.csv,
 scaling.csv, sweep.csv/.md in sweep mode, and the figures: loss.png, accuracy.png, epoch_time.png,
 confusion.png, misclassified.png, samples.png, parity.png, weights.png, optimizers.png, scaling.png
@@ -12,6 +13,7 @@ import argparse
 import math
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import data_loader
 from common import flags, machine
+from common.errors import RunError
 from common.files import atomic_path
 from comparison import images, plots, proof, studies, tables
-from comparison.runs import Workers, devices, model_argv, train_job, train_size
+from comparison.runs import Store, Workers, devices, model_argv, train_job, train_size
 from comparison.studies import OPTIMIZERS, SWEEP_FLAGS
 
 OUTPUTS = ["comparison.md", "comparison.csv", "epochs.csv", "parity.csv", "interchange.csv", "optimizers.csv",
@@ -40,6 +43,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", choices=["numpy", "pytorch"], help="run one implementation only (no parity section)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="pytorch's device; auto adds CUDA rows when a GPU is present (default: %(default)s)")
+    p.add_argument("--fresh", action="store_true",
+                   help="train everything anew, ignoring the runs an earlier invocation stored in --out/runs")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2,000 images, 2 epochs, 1 seed, short studies (what the tests use)")
     sweep = p.add_argument_group("sweep mode (any of these runs the grid instead of the comparison)")
@@ -133,10 +138,18 @@ def replace_outputs(tmp: Path, out: Path) -> None:
         shutil.move(str(f), out / f.name)
 
 
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # the same way out as Ctrl-C: stored runs stay, the run in progress is dropped
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    store = Store(args.out / "runs", fresh=args.fresh)
     try:
+        if args.out.exists() and not args.out.is_dir():
+            raise RunError(f"--out {args.out}: is a file, not a folder; name a folder for the report")
         data_loader.load_raw(args.data_dir)  # fail early, in one line, before any child starts
         from tqdm import tqdm
         n_rows = len(devices(args))
@@ -149,28 +162,37 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(dir=args.out, prefix=".compare-") as tmp, \
                 tqdm(total=total, desc="compare", unit="run") as progress:
             tmp = Path(tmp)
-            workers = Workers()
+            workers = Workers(store, lambda: progress.set_description(f"compare ({store.reused} reused)"))
             try:
                 sections = (studies.sweep if args.sweep else run_comparison)(args, tmp, progress, workers)
             finally:
-                workers.close()
+                workers.close(terminate=sys.exc_info()[0] is KeyboardInterrupt)
             env = machine.environment()
+            reused = f" {store.reused} of its runs were stored by an earlier invocation of the same command." \
+                if store.reused else ""
             header = ["# numpy_nn vs pytorch_nn on MNIST\n",
                       f"Reproduce: `python compare.py {shlex.join(argv)}`".rstrip() + "\n",
                       f"Machine: {env['cpu']}, {env['cores']} cores, {args.threads} threads; Python {env['python']}, "
-                      f"NumPy {env['numpy']}, PyTorch {env['torch']}. Wall time {time.perf_counter() - start:.0f} s.\n",
+                      f"NumPy {env['numpy']}, PyTorch {env['torch']}. Wall time {time.perf_counter() - start:.0f} s."
+                      f"{reused}\n",
                       "Epoch times cover the training updates only (forward, loss, backward, optimizer step, "
                       "batch gathering); evaluation is excluded. Both implementations use the same threads, "
                       "data, batches and initial weights.\n"]
             with atomic_path(tmp / ("sweep.md" if args.sweep else "comparison.md")) as f:
                 f.write_text("\n".join(header + sections) + "\n")
             replace_outputs(tmp, args.out)
-    except data_loader.DataError as e:
+    except (data_loader.DataError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the finished runs are stored in {args.out / 'runs'}; the same command continues "
+              f"from them (--fresh starts over)", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     report = args.out / ("sweep.md" if args.sweep else "comparison.md")
     print(report.read_text().split("\n## ")[1].split("\n![")[0].strip())
-    print(f"\nwrote {args.out}/ in {time.perf_counter() - start:.0f} s")
+    print(f"\nwrote {args.out}/ in {time.perf_counter() - start:.0f} s" + (f" ({store.reused} runs reused)" if store.reused else ""))
     return 0
 
 

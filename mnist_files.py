@@ -4,9 +4,12 @@ A bad file gives one DataError line naming it and the problem; nothing here retu
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
+import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,15 +56,29 @@ def locate(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 
 def download(folder: Path) -> None:
-    """Fetch MNIST with torchvision into folder/MNIST/raw; any failure becomes one DataError line."""
+    """Fetch MNIST with torchvision into folder/MNIST/raw; any failure becomes one DataError line. It
+    downloads into a staging folder and moves only finished files into place, so a failed download leaves
+    nothing behind: no partial file, no empty MNIST/raw, not even `folder` if it did not exist."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mnist-download-", dir=folder))
     try:
         from torchvision.datasets import MNIST
 
         for train in (True, False):
-            MNIST(str(folder), train=train, download=True)
+            MNIST(str(staging), train=train, download=True)
+        raw = folder / "MNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in (staging / "MNIST" / "raw").iterdir():
+            os.replace(f, raw / f.name)
     except Exception as e:  # torchvision raises RuntimeError, URLError, OSError... all mean "no data"
+        shutil.rmtree(staging, ignore_errors=True)
+        for p in created:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
         reason = " ".join(str(e).split())[:160]
         raise DataError(f"download into {folder} failed ({type(e).__name__}: {reason})") from None
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_bytes(path: Path) -> bytes:

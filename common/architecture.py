@@ -29,3 +29,28 @@ def train_flops_per_sample(args) -> int:
     sizes = [n_in, *args.hidden, 10]
     macs += [a * b for a, b in zip(sizes[:-1], sizes[1:])]
     return 2 * (sum(macs) + sum(macs) + sum(macs[1:]))
+
+
+def n_params(args) -> int:
+    """Weights and biases of the network (batch-norm's gamma and beta included, its statistics not)."""
+    n, side, c_in, n_in = 0, 28, 1, 784
+    if args.model == "cnn":
+        for c in args.channels:
+            n += c * c_in * args.kernel_size ** 2 + (2 * c if args.batch_norm else c)
+            side, c_in = conv_side(side, args.kernel_size) // 2, c
+        n_in = c_in * side * side
+    sizes = [n_in, *args.hidden, 10]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        hidden_bn = args.batch_norm and i < len(sizes) - 2
+        n += a * b + (2 * b if hidden_bn else b)
+    return n
+
+
+def memory_needed(args) -> int:
+    """Bytes a training run holds for its parameters, about: weights, gradients and two optimizer moments
+    in each twin (pytorch_nn builds numpy_nn's network for its initial weights), a scratch buffer, and the
+    float64 draw of the largest initial weight matrix. Activations are left out: they scale with the batch."""
+    itemsize = 8 if args.dtype == "float64" else 4
+    sizes = [784 if args.model == "mlp" else 0, *args.hidden, 10]
+    largest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return n_params(args) * itemsize * 7 + largest * 8

@@ -1,6 +1,10 @@
-"""The train.py command line, shared by both twins: flags -> data -> train (or --evaluate) -> files."""
+"""The train.py command line, shared by both twins: flags -> data -> train, resume or evaluate -> files.
+Every expected failure ends in one line and a non-zero exit; Ctrl-C and SIGTERM stop at a step boundary."""
 from __future__ import annotations
 
+import inspect
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -8,10 +12,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import data_loader
+from common import architecture, machine, resume, weights
 from common.errors import Diverged, RunError
 from common.files import write_json
-from common.flags import make_parser, parse_args
-from common.loop import evaluate, fit
+from common.flags import ENVIRONMENT, adopt, explicit, make_parser, parse_args
+from common.loop import Progress, evaluate, fit
 from data_loader import DataError
 
 
@@ -21,29 +26,129 @@ def load_data(args) -> data_loader.MNIST:
                                   limit_train=args.limit_train, images=args.model == "cnn")
 
 
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM asks the training loop to stop at the next step boundary; a second one exits
+    at once. A context manager around training; calling it says whether a stop was asked for."""
+
+    def __init__(self):
+        self.signum, self.previous = None, {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self.previous[s] = signal.signal(s, self.handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.signum is None:  # once asked to stop, a later signal still exits at once, quietly
+            for s, handler in self.previous.items():
+                signal.signal(s, handler)
+
+    def handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.signum is not None:
+            print(f"\n{name} again: exiting at once, without writing anything", file=sys.stderr)
+            os._exit(128 + signum)
+        self.signum = signum
+        print(f"\n{name}: stopping after this step (once more to exit at once)", file=sys.stderr)
+
+    def __call__(self):
+        return self.signum is not None
+
+
+def prepare(args, given, name):
+    """The flags to run with: a checkpoint's (--resume) or a model file's architecture (--evaluate) taken in;
+    --out checked; a model too large for this machine's memory refused before anything is allocated."""
+    checkpoint = None
+    if args.resume:
+        checkpoint = resume.read(args.resume, name)
+        recorded = {k: v for k, v in checkpoint[1]["config"].items() if k not in ("resume", "out")}
+        # every recorded flag comes back (the same --threads too: BLAS sums in another order with more);
+        # the environment's flags may be given anew, any other only with the value it had
+        adopt(recorded, args, given - set(ENVIRONMENT), recorded.keys() - (given & set(ENVIRONMENT)),
+              f"the checkpoint in {args.resume}")
+        args.out = args.out or (args.resume if args.resume.is_dir() else args.resume.parent)
+    elif args.evaluate and args.evaluate.suffix == ".safetensors" and args.evaluate.is_file():
+        recorded = weights.read_metadata(args.evaluate).get("config")
+        if recorded:
+            adopt(recorded, args, given, weights.ARCHITECTURE, args.evaluate)
+    args.out = args.out or Path("runs") / name
+    if args.out.exists() and not args.out.is_dir():
+        raise RunError(f"--out {args.out}: is a file, not a folder; name a folder for history.json and the model")
+    need, have = architecture.memory_needed(args), machine.available_memory()
+    if have and need > have:
+        raise RunError(f"the model ({architecture.n_params(args):,} parameters) needs about {need / 2**30:.1f} GiB "
+                       f"to train, more than the {have / 2**30:.1f} GiB this machine has free; use smaller layers")
+    return checkpoint
+
+
 def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
-    """Parse flags, load data, train (or --evaluate), write --out; every expected failure is one line."""
+    """Parse flags, load data, train (or resume, or --evaluate), write --out; every expected failure is one line."""
     parser = make_parser(description)
     if add_flags:
         add_flags(parser)
-    args = parse_args(parser, argv)
-    args.out = args.out or Path("runs") / trainer_cls.name
-    threadpool_limits(args.threads)
+    argv = sys.argv[1:] if argv is None else argv
+    args, given = parse_args(parser, argv), explicit(parser, argv)
     try:
+        checkpoint = prepare(args, given, trainer_cls.name)
+        threadpool_limits(args.threads)  # after prepare: a resumed run takes the threads it recorded
         data = load_data(args)
         trainer = trainer_cls(args)
         if args.evaluate:
-            trainer.load(args.evaluate)
-            loss, acc = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
-            print(f"{args.evaluate}: test loss {loss:.4f}, accuracy {acc:.2%} ({len(data.y_test)} images)")
-            return 0
-        history = fit(trainer, data, args)
-        write_json(args.out / "history.json", history)
-        if args.save_model:
-            trainer.save(args.out / f"model{trainer.suffix}")
+            return score(trainer, data, args)
+        progress = Progress()
+        if checkpoint:
+            trainer.load_state(checkpoint[0], checkpoint[1]["trainer"])
+            progress = resume.progress_of(checkpoint[1])
+
+        def periodic(p):
+            if args.checkpoint_every and p.epoch % args.checkpoint_every == 0 and p.epoch < args.epochs:
+                resume.write(args.out, trainer, args, p)
+
+        with StopRequest() as stop:  # through the writes too: a second Ctrl-C there exits without a traceback
+            history = fit(trainer, data, args, progress=progress, stop=stop, after_epoch=periodic)
+            write_json(args.out / "history.json", history)
+            if history["interrupted"]:
+                path = resume.write(args.out, trainer, args, progress)
+                script = os.path.relpath(inspect.getfile(trainer_cls))
+                print(f"stopped at epoch {progress.epoch + 1}, step {progress.step}: wrote {args.out / 'history.json'}"
+                      f" and {path}; resume with: python {script} --resume {args.out}", file=sys.stderr)
+                return 128 + stop.signum
+            if args.save_model:
+                weights.write_file(args.out / "model.safetensors", trainer.weights(),
+                                   weights.describe(args, trainer.name, test_acc=history["test_acc"]))
+            (args.out / resume.CHECKPOINT).unlink(missing_ok=True)
     except (DataError, RunError, Diverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print(f"error: out of memory (the model needs about {architecture.memory_needed(args) / 2**30:.1f} GiB); "
+              f"use smaller layers or a smaller --batch-size", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started; nothing written", file=sys.stderr)
+        return 130
     print(f"test loss {history['test_loss']:.4f}, accuracy {history['test_acc']:.2%}; "
           f"trained {history['train_seconds']:.1f} s; wrote {args.out}")
+    return 0
+
+
+def run(trainer_cls, description, add_flags) -> None:
+    """A train.py's entry point: main(), then exit with its code. Once main has returned there is nothing left
+    to stop, so Ctrl-C is ignored while the interpreter shuts down (a signal there would kill the process
+    without its exit code; CPython keeps an ignored signal ignored through shutdown)."""
+    code = main(trainer_cls, sys.argv[1:], description, add_flags)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    sys.exit(code)
+
+
+def score(trainer, data, args) -> int:
+    """--evaluate: the file's weights into this twin, scored on the test set."""
+    arrays, _ = trainer.read_weights(args.evaluate)
+    try:
+        trainer.load_weights(arrays)
+    except ValueError as e:
+        raise RunError(f"{args.evaluate}: {e}; pass the model flags it was trained with") from None
+    loss, acc = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
+    print(f"{args.evaluate}: test loss {loss:.4f}, accuracy {acc:.2%} ({len(data.y_test)} images)")
     return 0

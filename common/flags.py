@@ -10,6 +10,7 @@ from pathlib import Path
 
 import data_loader
 from common.architecture import feature_side
+from common.errors import RunError
 from common.machine import default_threads
 from common.presets import DEFAULT, PRESETS
 
@@ -45,6 +46,15 @@ def sizes(text):
     if any(s < 1 for s in values):
         raise argparse.ArgumentTypeError(f"{text!r}: layer sizes must be positive")
     return values
+
+
+def threads(text):
+    """--threads: a positive count, no more than this machine's cores (oversubscribing only slows the math)."""
+    value = number(int, 1)(text)
+    if value > default_threads():
+        raise argparse.ArgumentTypeError(f"{value}: this machine has {default_threads()} cores; use at most "
+                                         f"{default_threads()}")
+    return value
 
 
 def make_parser(description: str, train_script: bool = True) -> argparse.ArgumentParser:
@@ -91,15 +101,22 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
                    help="training images held out for validation (default: %(default)s)")
     p.add_argument("--limit-train", type=pos_int, help="train on this many images only (default: all)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data)")
-    p.add_argument("--threads", type=pos_int, default=default_threads(),
-                   help="CPU threads for the math (default: all cores, %(default)s)")
+    p.add_argument("--threads", type=threads, default=default_threads(),
+                   help="CPU threads for the math, at most the machine's cores (default: all, %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines remain)")
     if train_script:
         p.add_argument("--seed", type=number(int, 0), default=1, help="random seed (default: %(default)s)")
         p.add_argument("--out", type=Path, help="output folder for history.json and the model (default: runs/<impl>)")
-        p.add_argument("--save-model", action="store_true", help="write the trained weights into --out")
-        p.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
-                       help="evaluate saved weights on the test set instead of training (model flags must match)")
+        p.add_argument("--save-model", action="store_true",
+                       help="write the trained weights into --out as model.safetensors, either twin can read it")
+        p.add_argument("--evaluate", type=Path, metavar="FILE",
+                       help="score a weights file on the test set instead of training: .safetensors from either "
+                            "twin (it brings its model flags), numpy_nn's .npz or a torch state_dict .pt/.pth")
+        p.add_argument("--checkpoint-every", type=number(int, 0), default=1, metavar="N",
+                       help="write --out/checkpoint.safetensors every N epochs, 0 for only when interrupted "
+                            "(default: %(default)s)")
+        p.add_argument("--resume", type=Path, metavar="DIR",
+                       help="continue the run whose checkpoint is in DIR, with the flags it recorded")
     return p
 
 
@@ -139,3 +156,34 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
         parser.error(f"--momentum applies to --optimizer sgd, not {args.optimizer}")
     return args
 
+
+# Flags about where and how a run happens rather than what it computes: a resumed run may be given them anew.
+ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "out", "checkpoint_every", "evaluate", "save_model")
+SIZES = ("hidden", "channels")
+
+
+def show(value) -> str:
+    """A flag's value as one types it: (128, 64) -> 128,64."""
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def from_record(config: dict) -> argparse.Namespace:
+    """The flags a history or checkpoint recorded (JSON), as parse_args gives them."""
+    args = argparse.Namespace(**config)
+    for k in SIZES:
+        if getattr(args, k, None) is not None:
+            setattr(args, k, tuple(getattr(args, k)))
+    for k in ("out", "resume", "evaluate"):
+        if getattr(args, k, None) is not None:
+            setattr(args, k, Path(getattr(args, k)))
+    return args
+
+
+def adopt(recorded: dict, args, given: set, keys, source) -> None:
+    """Take keys' values from a file's record into args; a flag given with another value is an error."""
+    for k in keys:
+        value = from_record({k: recorded[k]}).__dict__[k]
+        if k in given and getattr(args, k) != value:
+            raise RunError(f"--{k.replace('_', '-')} {show(getattr(args, k))} contradicts {source}, which records "
+                             f"{show(value)}; drop the flag")
+        setattr(args, k, value)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
@@ -27,37 +28,61 @@ def evaluate(trainer, x, y, batch_size) -> tuple[float, float]:
     return cross_entropy(logits, y), accuracy(logits, y)
 
 
-def train_epoch(trainer, x, y, args, epoch) -> dict:
+@dataclass
+class Progress:
+    """Where a run stands besides the trainer's own state: what a checkpoint needs to resume exactly."""
+    epoch: int = 0          # epochs completed
+    step: int = 0           # updates done within the current epoch
+    loss_sum: float = 0.0   # the current epoch's running sums, so that a resumed epoch reports the same figures
+    correct: int = 0
+    seconds: float = 0.0
+    epochs: list = field(default_factory=list)  # the completed epochs' records
+
+    def next_epoch(self, record):
+        self.epochs.append(record)
+        self.epoch, self.step, self.loss_sum, self.correct, self.seconds = self.epoch + 1, 0, 0.0, 0, 0.0
+
+
+def train_epoch(trainer, x, y, args, epoch, progress=None, stop=None) -> dict | None:
     """One pass over (x, y), as placed by trainer.place, in the (seed, epoch) order; times the updates only.
+    Returns the epoch's training figures, or None when stop() asked to stop: progress then says where.
 
     A step's loss comes back as a float (CPU: checked at once, training stops at the first non-finite one)
     or as a device array (GPU: reading it would stall the pipeline, so the epoch's losses are read together
     at its end, which also waits for the device before the clock stops).
     """
-    n, loss_sum, correct, deferred = len(x), 0.0, 0, []
-    progress = tqdm(total=n, desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", unit_scale=True,
-                    leave=False, disable=args.quiet, mininterval=0.5)
+    p = progress or Progress(epoch=epoch)
+    n, first, deferred, correct, stopped = len(x), p.step, [], 0, False
+    bar = tqdm(total=n, initial=min(n, first * args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}", unit="img",
+               unit_scale=True, leave=False, disable=args.quiet, mininterval=0.5)
     start = time.perf_counter()
     # numpy's overflow warnings would only precede the one-line divergence error raised below
-    with progress, np.errstate(over="ignore", invalid="ignore"):
-        for step, (xb, yb) in enumerate(data_loader.batches(x, y, args.batch_size, args.seed, epoch)):
+    with bar, np.errstate(over="ignore", invalid="ignore"):
+        for xb, yb in data_loader.batches(x, y, args.batch_size, args.seed, epoch, skip=first):
+            if stop is not None and stop():
+                stopped = True
+                break
             loss, n_correct = trainer.train_step(xb, yb)
             if isinstance(loss, float):
                 if not math.isfinite(loss):
-                    raise _diverged(trainer, epoch, step, loss)
-                loss_sum += loss * len(yb)
+                    raise _diverged(trainer, epoch, p.step, loss)
+                p.loss_sum += loss * len(yb)
             else:
                 deferred.append((loss, len(yb)))
             correct += n_correct
-            progress.update(len(yb))
+            p.step += 1
+            bar.update(len(yb))
         if deferred:
             losses = trainer.host([loss for loss, _ in deferred])
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
-                raise _diverged(trainer, epoch, int(bad[0]), losses[bad[0]])
-            loss_sum = sum(float(loss) * size for loss, (_, size) in zip(losses, deferred))
-    seconds = time.perf_counter() - start
-    return {"train_loss": loss_sum / n, "train_acc": int(correct) / n, "epoch_seconds": seconds}
+                raise _diverged(trainer, epoch, first + int(bad[0]), losses[bad[0]])
+            p.loss_sum += sum(float(loss) * size for loss, (_, size) in zip(losses, deferred))
+    p.correct += int(correct)
+    p.seconds += time.perf_counter() - start
+    if stopped:
+        return None
+    return {"train_loss": p.loss_sum / n, "train_acc": p.correct / n, "epoch_seconds": p.seconds}
 
 
 def _diverged(trainer, epoch, step, loss) -> Diverged:
@@ -65,30 +90,41 @@ def _diverged(trainer, epoch, step, loss) -> Diverged:
                     f"try a smaller --lr, e.g. {trainer.lr / 10:g}")
 
 
-def fit(trainer, data, args, log=print, test_each_epoch=False) -> dict:
-    """Train for args.epochs; returns the history record (config, environment, epochs, test figures).
-    test_each_epoch adds test_loss/test_acc to every epoch's record (compare.py's time-to-accuracy)."""
-    epochs = []
+def fit(trainer, data, args, log=print, test_each_epoch=False, progress=None, stop=None, after_epoch=None) -> dict:
+    """Train until args.epochs are done (from progress, when resuming) or stop() asks to stop; returns the
+    history record (config, environment, epochs, test figures, and whether it was interrupted).
+    test_each_epoch adds test_loss/test_acc to every epoch's record (compare.py's time-to-accuracy);
+    after_epoch(progress) runs after each completed epoch (periodic checkpoints)."""
+    p = progress or Progress()
     x, y = trainer.place(data.x_train, data.y_train)  # once: on a GPU the whole training set moves there
-    for epoch in range(args.epochs):
+    interrupted = False
+    while p.epoch < args.epochs:
         lr = trainer.lr
-        record = {"epoch": epoch + 1, **train_epoch(trainer, x, y, args, epoch)}
+        figures = train_epoch(trainer, x, y, args, p.epoch, p, stop)
+        if figures is None:
+            interrupted = True
+            break
+        record = {"epoch": p.epoch + 1, **figures}
         record["val_loss"], record["val_acc"] = evaluate(trainer, data.x_val, data.y_val, args.test_batch_size)
         if test_each_epoch:
             record["test_loss"], record["test_acc"] = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
         record["lr"] = lr
-        epochs.append(record)
+        p.next_epoch(record)
         trainer.end_epoch()
         log(format_epoch(record))
-    test_loss, test_acc = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
+        if after_epoch is not None:
+            after_epoch(p)
+    test_loss, test_acc = (math.nan, math.nan) if interrupted else \
+        evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
     return {
         "implementation": trainer.name,
         "config": jsonable(vars(args)),
         "environment": environment(**trainer.describe()),
-        "epochs": epochs,
+        "epochs": list(p.epochs),
         "test_loss": test_loss,
         "test_acc": test_acc,
-        "train_seconds": sum(r["epoch_seconds"] for r in epochs),
+        "train_seconds": sum(r["epoch_seconds"] for r in p.epochs) + p.seconds,
+        "interrupted": interrupted,
     }
 
 

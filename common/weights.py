@@ -1,7 +1,22 @@
-"""The one weight format both twins share: torch's state_dict names and layouts, as NumPy arrays."""
+"""The one weight format both twins share: torch's state_dict names and layouts, as NumPy arrays, written as
+safetensors (a JSON header, then raw bytes: no pickle, nothing in it can run code) with what the weights
+are in the header's metadata. Model files (model.safetensors) and checkpoints (checkpoint.safetensors)
+are both this format; only their metadata differ.
+"""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+from common.errors import RunError
+from common.files import atomic_path, jsonable
+
+FORMAT = "mnist-twins"
+# The flags that decide which tensors a model has and what they hold: a model file records them, and
+# --evaluate takes them from it (a flag that says otherwise is refused).
+ARCHITECTURE = ("model", "hidden", "channels", "kernel_size", "batch_norm", "activation", "dtype")
 
 
 def check_match(arrays: dict, own: dict) -> None:
@@ -13,3 +28,56 @@ def check_match(arrays: dict, own: dict) -> None:
     for name, v in own.items():
         if tuple(np.shape(arrays[name])) != tuple(v.shape):
             raise ValueError(f"{name} has shape {tuple(np.shape(arrays[name]))}, this model's is {tuple(v.shape)}")
+
+
+def check_finite(arrays: dict, path) -> None:
+    for name, a in arrays.items():
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise RunError(f"{path}: {name} holds NaN or infinite values (the run that wrote it diverged?); "
+                           f"these weights cannot be used")
+
+
+def describe(args, implementation: str, **facts) -> dict:
+    """A model file's metadata: what the network is (its architecture flags), who trained it, and facts
+    such as its test accuracy."""
+    config = jsonable(vars(args))
+    return {"kind": "model", "implementation": implementation, **{k: config[k] for k in ARCHITECTURE},
+            **facts, "config": config}
+
+
+def write_file(path: Path, arrays: dict, metadata: dict) -> None:
+    """arrays (name -> NumPy array) as safetensors, each metadata value as JSON; atomically."""
+    from safetensors.numpy import save_file
+    header = {"format": FORMAT, **metadata}
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
+                  metadata={k: json.dumps(jsonable(v)) for k, v in header.items()})
+
+
+def read_metadata(path: Path) -> dict:
+    """The header's metadata, parsed; {} for a safetensors file that another tool wrote without ours."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            raw = f.metadata() or {}
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file") from None
+    except Exception as e:  # SafetensorError: truncated, not safetensors at all
+        raise RunError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())[:120]})") from None
+    try:
+        meta = {k: json.loads(v) for k, v in raw.items()}
+    except json.JSONDecodeError:
+        return {}  # another tool's metadata: free text, not ours
+    return meta if meta.get("format") == FORMAT else {}
+
+
+def read_file(path: Path) -> tuple[dict, dict]:
+    """(arrays, metadata) of a safetensors file; every problem is a RunError naming the file."""
+    from safetensors.numpy import load_file
+    meta = read_metadata(path)
+    try:
+        arrays = load_file(str(path))
+    except Exception as e:
+        raise RunError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())[:120]})") from None
+    check_finite(arrays, path)
+    return arrays, meta

@@ -2,14 +2,22 @@
 so that a run's peak memory is its own and numpy_nn's process never imports torch."""
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import math
 import resource
+import signal
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
 
 from common import cli, flags, loop
+from common.files import atomic_path, write_json
 
 IMPLS = {"numpy": "numpy_nn.train", "pytorch": "pytorch_nn.train"}
 
@@ -94,18 +102,90 @@ def train_size(args) -> int:
     return min(args.limit_train or math.inf, 60000 - args.val_size)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ["data_loader.py", "mnist_files.py", "common/*.py", "numpy_nn/*.py", "pytorch_nn/*.py", "comparison/runs.py"]
+
+
+def code_version() -> str:
+    """A hash of every source file a run's result depends on: a stored run from other code is not reused."""
+    digest = hashlib.sha256()
+    for pattern in SOURCES:
+        for path in sorted(ROOT.glob(pattern)):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class Store:
+    """Finished runs under --out/runs/, a folder each, named by what decides their result: the job, the
+    implementation, the device, the flags and the code's version. The same command run again finds them;
+    a crash or Ctrl-C loses at most the run in progress."""
+    JOBS = ("train_job", "time_epoch_job")
+
+    def __init__(self, folder: Path, fresh=False):
+        self.folder, self.fresh, self.version, self.reused = folder, fresh, code_version(), 0
+
+    def path(self, fn, args) -> Path:
+        key = json.dumps([fn.__name__, *args, self.version])
+        return self.folder / f"{fn.__name__}-{args[0]}-{args[1]}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+    def get(self, fn, args):
+        """The stored result of this job, or None."""
+        folder = self.path(fn, args)
+        if self.fresh or not (folder / "result.json").is_file():
+            return None
+        result = json.loads((folder / "result.json").read_text(), object_hook=_nan)["result"]
+        if (folder / "arrays.safetensors").is_file():
+            arrays = load_file(str(folder / "arrays.safetensors"))
+            result["test_pred"] = arrays.pop("test_pred")
+            result["weights"] = {k.split(".", 1)[1]: v for k, v in arrays.items()}
+        self.reused += 1
+        return result
+
+    def put(self, fn, args, result):
+        folder = self.path(fn, args)
+        record = result
+        if isinstance(result, dict) and "weights" in result:  # arrays first: result.json marks the run complete
+            record = {k: v for k, v in result.items() if k not in ("test_pred", "weights")}
+            arrays = {"test_pred": result["test_pred"], **{f"weights.{k}": v for k, v in result["weights"].items()}}
+            with atomic_path(folder / "arrays.safetensors") as tmp:
+                save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+        write_json(folder / "result.json", {"job": fn.__name__, "argv": list(args[2]), "result": record})
+
+
+def _nan(d: dict) -> dict:
+    """JSON's null back to NaN for the figures (no validation split writes NaN as null)."""
+    return {k: math.nan if v is None and k.endswith(("_loss", "_acc")) else v for k, v in d.items()}
+
+
+def ignore_ctrl_c():
+    """In a worker: Ctrl-C is the parent's to handle (it ends the workers itself), so no traceback here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Workers:
     """One spawned process per key (implementation and device), reused for all of its runs: torch is
-    imported once, not per run, and never into numpy_nn's process."""
+    imported once, not per run, and never into numpy_nn's process. With a store, finished runs are
+    saved at once and found again instead of run again."""
 
-    def __init__(self):
-        self.pools = {}
+    def __init__(self, store: Store | None = None, on_reuse=lambda: None):
+        self.pools, self.store, self.on_reuse = {}, store, on_reuse
 
     def run(self, key, fn, *args):
+        stored = self.store is not None and fn.__name__ in Store.JOBS
+        if stored and (hit := self.store.get(fn, args)) is not None:
+            self.on_reuse()
+            return hit
         if key not in self.pools:
-            self.pools[key] = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-        return self.pools[key].submit(fn, *args).result()
+            self.pools[key] = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=ignore_ctrl_c)
+        result = self.pools[key].submit(fn, *args).result()
+        if stored:
+            self.store.put(fn, args, result)
+        return result
 
-    def close(self):
+    def close(self, terminate=False):
+        """Shut the workers down; terminate=True stops a run in progress (after Ctrl-C)."""
         for pool in self.pools.values():
-            pool.shutdown()
+            if terminate:
+                for process in list(pool._processes.values()):  # no public way to stop a running task
+                    process.terminate()
+            pool.shutdown(wait=not terminate, cancel_futures=True)

@@ -8,18 +8,39 @@ from numpy_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
 from numpy_nn.norm import BatchNorm1d, BatchNorm2d
 
 
+ALIGN = 16  # elements: each tensor in the flat buffers starts on a 64-byte boundary, as BLAS likes
+
+
 class Sequential:
     """Named layers run in order. Parameter names ("fc1.W") follow the layer names, which are pytorch_nn's,
-    and state_dict() gives every tensor under torch's own name and layout ("fc1.weight", (out, in))."""
+    and state_dict() gives every tensor under torch's own name and layout ("fc1.weight", (out, in)).
+
+    Every parameter is a view into one flat buffer (flat_params), every gradient into another (flat_grads):
+    the layers keep their named arrays, and an optimizer can update the whole model in a dozen array
+    operations instead of a dozen per tensor, as torch.optim's fused kernels do in C++.
+    """
 
     def __init__(self, layers: dict):
         self.layers = layers
-        self.params = self._named("params")  # name -> array: the layers' own arrays, not copies
-        self.grads = self._named("grads")
+        self.flat_params, self.params = self._flatten("params")  # name -> view into the flat buffer
+        self.flat_grads, self.grads = self._flatten("grads")
         self.first = next(layer for layer in layers.values() if getattr(layer, "params", None))
 
-    def _named(self, attr):
-        return {f"{name}.{k}": v for name, layer in self.layers.items() for k, v in getattr(layer, attr, {}).items()}
+    def _flatten(self, attr):
+        """Move every layer's `attr` arrays into one buffer and hand each layer back views of it."""
+        named = [(layer, k, v) for layer in self.layers.values() for k, v in getattr(layer, attr, {}).items()]
+        offsets, end = [], 0
+        for _, _, v in named:
+            offsets.append(end)
+            end += -(-v.size // ALIGN) * ALIGN
+        xp = getattr(named[0][0], "xp", np)
+        flat = xp.zeros(end, named[0][2].dtype)
+        for (layer, k, v), start in zip(named, offsets):
+            view = flat[start:start + v.size].reshape(v.shape)
+            view[...] = v
+            getattr(layer, attr)[k] = view
+        names = [f"{name}.{k}" for name, layer in self.layers.items() for k in getattr(layer, attr, {})]
+        return flat, dict(zip(names, (getattr(layer, attr)[k] for layer, k, _ in named)))
 
     def train(self, mode=True):
         """Training mode (dropout masks, batch statistics) or evaluation mode, like nn.Module.train."""
@@ -93,6 +114,7 @@ class MLP(Sequential):
         layers = {"input_drop": Dropout(input_dropout, mask_rng)} if input_dropout > 0 else {}
         layers.update(dense([n_in, *hidden, n_out], activation, dropout, batch_norm, rng, mask_rng, init, dtype, xp))
         super().__init__(layers)
+        self.mask_rng = mask_rng
 
 
 class CNN(Sequential):
@@ -115,6 +137,7 @@ class CNN(Sequential):
         n_features = c_in * feature_side(channels, kernel_size) ** 2
         layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm, rng, mask_rng, init, dtype, xp))
         super().__init__(layers)
+        self.mask_rng = mask_rng
 
 
 def build(args, xp=np):

@@ -18,6 +18,7 @@ class BatchNorm1d:
         self.grads = {name: xp.zeros_like(p) for name, p in self.params.items()}
         self.running_mean, self.running_var = xp.zeros(channels, dtype), xp.ones(channels, dtype)
         self.num_batches_tracked = np.zeros((), np.int64)  # torch keeps the count; it travels with the weights
+        self.ones = None  # reused (M,) vector of ones for column sums
 
     def to_rows(self, x):
         return x
@@ -25,38 +26,49 @@ class BatchNorm1d:
     def from_rows(self, rows, shape):
         return rows
 
+    def column_sums(self, a):
+        """(M, C) -> (C,): the sum over rows as a matrix-vector product (10x numpy's reduction here)."""
+        if self.ones is None or len(self.ones) != len(a) or self.ones.dtype != a.dtype:
+            self.ones = self.xp.ones(len(a), a.dtype)
+        return self.ones @ a
+
     def forward(self, x):
         xp, rows = self.xp, self.to_rows(x)                     # (M, C)
+        m = len(rows)
         if self.training:
-            mean, var = rows.mean(axis=0), rows.var(axis=0)     # biased variance normalizes
-            m = len(rows)
+            mean = self.column_sums(rows) / m
+            self.centered = rows - mean
+            var = xp.einsum("ij,ij->j", self.centered, self.centered) / m  # biased variance normalizes
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
             self.running_var += self.momentum * var * (m / max(m - 1, 1))  # the unbiased one is remembered
             self.num_batches_tracked += 1
         else:
-            mean, var = self.running_mean, self.running_var
+            var = self.running_var
+            self.centered = rows - self.running_mean
         self.inv_std = 1 / xp.sqrt(var + self.eps)               # (C,)
-        self.xhat = (rows - mean) * self.inv_std                 # (M, C)
-        out = self.xhat * self.params["gamma"]
+        self.scale = self.params["gamma"] * self.inv_std         # out = centered * scale + beta = gamma * xhat + beta
+        out = self.centered * self.scale
         out += self.params["beta"]
         self.used_batch = self.training
         return self.from_rows(out, x.shape)
 
     def backward(self, dout):
         """dx, with dgamma and dbeta assigned. In training mode the batch mean and variance depend on every
-        row, which gives the two correction terms; in evaluation mode the statistics are constants."""
+        row, which gives the two correction terms; in evaluation mode the statistics are constants.
+        With xhat = centered * inv_std: dgamma = sum(dout * xhat), dbeta = sum(dout),
+        dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M) (the last two in training only)."""
         xp, d = self.xp, self.to_rows(dout)                      # (M, C)
-        xp.sum(d * self.xhat, axis=0, out=self.grads["gamma"])
-        xp.sum(d, axis=0, out=self.grads["beta"])
-        dxhat = d * self.params["gamma"]
+        m = len(d)
+        dgamma = self.grads["gamma"]
+        dgamma[...] = xp.einsum("ij,ij->j", d, self.centered) * self.inv_std
+        self.grads["beta"][...] = self.column_sums(d)
+        dx = d * self.scale
         if self.used_batch:
-            m = len(d)
-            dxhat -= self.grads["beta"] * self.params["gamma"] / m            # mean of dxhat over rows
-            dxhat -= self.xhat * (self.grads["gamma"] * self.params["gamma"] / m)  # mean of dxhat * xhat
-        dxhat *= self.inv_std
-        return self.from_rows(dxhat, dout.shape)
+            dx -= self.centered * (self.scale * self.inv_std * dgamma / m)
+            dx -= self.scale * self.grads["beta"] / m
+        return self.from_rows(dx, dout.shape)
 
     def torch_layout(self, t):
         return {"weight": t["gamma"], "bias": t["beta"]}

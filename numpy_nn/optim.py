@@ -1,5 +1,8 @@
 """Optimizers and learning-rate schedules, written to torch.optim's own formulas, operation for operation,
-so that the twins agree to float64 rounding. Each keeps its state per parameter name and updates in place.
+so that the twins agree to float64 rounding. Each keeps its state per parameter name and updates in place;
+numpy_nn's trainer hands them one name, "all", for the model's flat buffers (numpy_nn/model.py), so that a
+step is a dozen whole-model operations. state_dict() is torch.optim's: the per-parameter state arrays
+(named as torch names them) and the numbers.
 """
 import math
 
@@ -16,6 +19,13 @@ class SGD:
         self.params, self.grads = params, grads  # name -> array; the layers' own arrays, shared
         self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
         self.buf = {}
+        self.xp = array_module(*params.values())
+
+    def state_dict(self):
+        return {f"momentum_buffer.{name}": b for name, b in self.buf.items()}, {}
+
+    def load_state_dict(self, arrays, numbers):
+        self.buf = {k.split(".", 1)[1]: self.xp.array(v) for k, v in arrays.items()}
 
     def step(self):
         for name, p in self.params.items():
@@ -48,6 +58,16 @@ class Adam:
         self.m = {name: self.xp.zeros_like(p) for name, p in params.items()}
         self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}
         self.tmp = {name: self.xp.empty_like(p) for name, p in params.items()}  # scratch: no allocation per step
+
+    def state_dict(self):
+        moments = {**{f"exp_avg.{k}": v for k, v in self.m.items()}, **{f"exp_avg_sq.{k}": v for k, v in self.v.items()}}
+        return moments, {"step": self.t}
+
+    def load_state_dict(self, arrays, numbers):
+        self.t = numbers["step"]
+        for k, v in arrays.items():
+            kind, name = k.split(".", 1)
+            (self.m if kind == "exp_avg" else self.v)[name][...] = self.xp.asarray(v)
 
     def step(self):
         self.t += 1

@@ -3,14 +3,12 @@
 The epoch loop, flags and outputs are shared with pytorch_nn (common/); what is here is what PyTorch
 automates: the forward pass, the loss gradient, backprop through every layer, and the update.
 """
-import sys
 
 import numpy as np
 
 from common import cli
 from common.errors import RunError
-from common.files import atomic_path
-from common.weights import check_match
+from numpy_nn.checkpoint import read_weights
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import build
 from numpy_nn.optim import SGD, Adam, AdamW, lr_at
@@ -39,15 +37,17 @@ def array_library(name):
 
 
 def make_optimizer(args, model):
+    """The optimizer over the model's flat buffers: one name, "all", for every parameter (fused, as torch's)."""
+    params, grads = {"all": model.flat_params}, {"all": model.flat_grads}
     if args.optimizer == "sgd":
-        return SGD(model.params, model.grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
+        return SGD(params, grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
     if args.optimizer == "adam":
-        return Adam(model.params, model.grads, args.lr, weight_decay=args.weight_decay)
-    return AdamW(model.params, model.grads, args.lr, weight_decay=args.weight_decay)
+        return Adam(params, grads, args.lr, weight_decay=args.weight_decay)
+    return AdamW(params, grads, args.lr, weight_decay=args.weight_decay)
 
 
 class Trainer:
-    name, suffix = "numpy", ".npz"
+    name = "numpy"
 
     def __init__(self, args):
         self.args = args
@@ -83,9 +83,12 @@ class Trainer:
         return self.opt.lr
 
     def end_epoch(self):
-        self.epoch += 1
+        self.at_epoch(self.epoch + 1)
+
+    def at_epoch(self, epoch):
+        """The schedule's position: the learning rate of 0-based epoch."""
         a = self.args
-        self.opt.lr = lr_at(self.epoch, a.lr, a.schedule, a.epochs, a.step_size, a.gamma)
+        self.epoch, self.opt.lr = epoch, lr_at(epoch, a.lr, a.schedule, a.epochs, a.step_size, a.gamma)
 
     def weights(self):
         """A snapshot of every tensor under torch's names and layouts, on the host."""
@@ -95,22 +98,25 @@ class Trainer:
     def load_weights(self, arrays):
         self.model.load_state_dict(arrays)
 
-    def save(self, path):
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **{k: v if self.xp is np else self.xp.asnumpy(v) for k, v in self.model.params.items()})
+    def read_weights(self, path):
+        return read_weights(path, self.args)
 
-    def load(self, path):
-        if path.suffix != ".npz":
-            raise RunError(f"{path}: not a numpy_nn checkpoint (.npz); a .pt file is pytorch_nn's, "
-                           f"evaluate it with pytorch_nn/train.py")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-            check_match(arrays, self.model.params)
-            for name, p in self.model.params.items():
-                p[...] = arrays[name]
-        except (OSError, ValueError) as e:
-            raise RunError(f"{path}: {e}; pass the model flags it was trained with") from None
+    def state(self):
+        """Everything a resumed run needs besides the loop's progress: weights and buffers, the optimizer's
+        state, the schedule's position and the dropout generator's (on the CPU; CuPy's cannot be saved)."""
+        moments, numbers = self.opt.state_dict()
+        host = np.asarray if self.xp is np else self.xp.asnumpy
+        arrays = {**{f"model.{k}": v for k, v in self.weights().items()},
+                  **{f"optimizer.{k}": host(v) for k, v in moments.items()}}
+        rng = self.model.mask_rng.bit_generator.state if self.xp is np else None
+        return arrays, {"optimizer": numbers, "epoch": self.epoch, "rng": rng}
+
+    def load_state(self, arrays, meta):
+        self.load_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        self.opt.load_state_dict({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}, meta["optimizer"])
+        self.at_epoch(meta["epoch"])
+        if meta["rng"] is not None and self.xp is np:
+            self.model.mask_rng.bit_generator.state = meta["rng"]
 
     def describe(self):
         from threadpoolctl import threadpool_info
@@ -122,4 +128,4 @@ class Trainer:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0], add_flags=add_flags))
+    cli.run(Trainer, __doc__.splitlines()[0], add_flags)

@@ -3,14 +3,13 @@
 Same flags, loop, batches and outputs as numpy_nn/train.py (common/); here autograd does the backward
 pass (loss.backward()) and torch.optim the update, so the step is four lines.
 """
-import sys
 
 import torch
 
 from common import cli
 from common.errors import RunError
-from common.files import atomic_path
 from common.weights import check_match
+from pytorch_nn.checkpoint import read_weights
 from pytorch_nn.losses import softmax_cross_entropy
 from pytorch_nn.model import build, tensors
 from pytorch_nn.optim import make_optimizer, make_scheduler
@@ -30,7 +29,7 @@ def pick_device(name):
 
 
 class Trainer:
-    name, suffix = "pytorch", ".pt"
+    name = "pytorch"
 
     def __init__(self, args):
         torch.set_num_threads(args.threads)
@@ -82,23 +81,33 @@ class Trainer:
         check_match(arrays, self.model.state_dict())
         self.model.load_state_dict(tensors(arrays))
 
-    def save(self, path):
-        with atomic_path(path) as tmp:
-            torch.save(self.model.state_dict(), tmp)
+    def read_weights(self, path):
+        return read_weights(path, self.args)
 
-    def load(self, path):
-        if path.suffix == ".npz":
-            raise RunError(f"{path}: a numpy_nn checkpoint (.npz); evaluate it with numpy_nn/train.py")
-        try:
-            sd = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # missing, truncated, not a torch file, or unsafe pickle content
-            raise RunError(f"{path}: cannot load ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
-        if not isinstance(sd, dict):
-            raise RunError(f"{path}: holds a {type(sd).__name__}, not a state_dict")
-        try:
-            self.load_weights({k: v.cpu().numpy() for k, v in sd.items()})
-        except ValueError as e:
-            raise RunError(f"{path}: {e}; pass the model flags it was trained with") from None
+    def state(self):
+        """Everything a resumed run needs besides the loop's progress: the state_dicts of the model, the
+        optimizer and the scheduler, and the generators' states (the dropout masks)."""
+        opt = self.opt.state_dict()
+        arrays = {f"model.{k}": v for k, v in self.weights().items()}
+        for index, state in opt["state"].items():
+            arrays.update({f"optimizer.{index}.{k}": v.detach().cpu().numpy() for k, v in state.items()})
+        arrays["rng.cpu"] = torch.get_rng_state().numpy()
+        if self.device.type == "cuda":
+            arrays["rng.cuda"] = torch.cuda.get_rng_state(self.device).numpy()
+        return arrays, {"param_groups": opt["param_groups"], "scheduler": self.sched.state_dict()}
+
+    def load_state(self, arrays, meta):
+        self.load_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        state = {}
+        for k, v in arrays.items():
+            if k.startswith("optimizer."):
+                _, index, name = k.split(".", 2)
+                state.setdefault(int(index), {})[name] = torch.from_numpy(v)
+        self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        self.sched.load_state_dict(meta["scheduler"])
+        torch.set_rng_state(torch.from_numpy(arrays["rng.cpu"]))
+        if "rng.cuda" in arrays and self.device.type == "cuda":
+            torch.cuda.set_rng_state(torch.from_numpy(arrays["rng.cuda"]), self.device)
 
     def describe(self):
         d = {"threads": torch.get_num_threads(), "device": str(self.device)}
@@ -108,4 +117,4 @@ class Trainer:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(Trainer, sys.argv[1:], description=__doc__.splitlines()[0], add_flags=add_flags))
+    cli.run(Trainer, __doc__.splitlines()[0], add_flags)

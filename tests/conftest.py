@@ -12,11 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def find_mnist() -> Path:
-    """$MNIST_DIR, else ./data, else ../shared/mnist beside the repo: the tests need the real files."""
+    """$MNIST_DIR, else ./data, else ../shared/mnist beside the repo; found nowhere, downloaded once into
+    ./data through the data loader (torchvision), as the train scripts do. The tests need the real files."""
     for candidate in (os.environ.get("MNIST_DIR"), ROOT / "data", ROOT.parent / "shared" / "mnist"):
         if candidate and mnist_files.locate(Path(candidate))[1] == []:
             return Path(candidate)
-    pytest.fail("MNIST not found: set MNIST_DIR to a folder with the four IDX files (CI uses ../shared/mnist)")
+    try:
+        mnist_files.load_raw(ROOT / "data")
+    except mnist_files.DataError as e:
+        pytest.fail(f"MNIST not found and not downloadable: {e}", pytrace=False)
+    return ROOT / "data"
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +67,9 @@ def run_train(trainer_module, argv, mnist_dir):
     import json
     from common import cli
     out = None
-    if "--out" in argv:
-        out = Path(argv[argv.index("--out") + 1])
+    for flag in ("--out", "--resume"):  # a resumed run writes where its checkpoint is, unless told otherwise
+        if flag in argv:
+            out = Path(argv[argv.index(flag) + 1])
     code = cli.main(trainer_module.Trainer, ["--data-dir", str(mnist_dir), "--quiet", *argv],
                        add_flags=getattr(trainer_module, "add_flags", None))
     history = json.loads((out / "history.json").read_text()) if out and (out / "history.json").exists() else None

@@ -124,3 +124,31 @@ def test_missing_data(tmp_path, monkeypatch, capsys):
     assert compare.main(["--quick", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: MNIST files missing") and "\n" not in err
+
+
+def test_stored_runs_are_reused_and_a_crash_loses_only_the_run_in_progress(mnist_dir, tmp_path, monkeypatch, capsys):
+    """Interrupted at its third run, the comparison keeps the two finished ones; the same command then trains
+    only what is missing; --fresh trains everything; another flag is another run."""
+    from comparison import runs
+    argv = ["--quick", "--only", "numpy", "--optimizers", "sgd,momentum", "--batch-sizes", "",
+            "--out", str(tmp_path), "--data-dir", str(mnist_dir), "--threads", "1"]
+    with monkeypatch.context() as m:
+        original, calls = runs.Workers.run, [0]
+
+        def crash_at_the_third(self, key, fn, *args):
+            calls[0] += 1
+            if calls[0] == 3:
+                raise KeyboardInterrupt
+            return original(self, key, fn, *args)
+        m.setattr(runs.Workers, "run", crash_at_the_third)
+        assert compare.main(argv) == 130
+    assert "the same command continues" in capsys.readouterr().err
+    assert len(list((tmp_path / "runs").glob("*/result.json"))) == 2 and not (tmp_path / "comparison.md").exists()
+    assert compare.main(argv) == 0
+    assert "(2 runs reused)" in capsys.readouterr().out
+    report = (tmp_path / "comparison.md").read_text()
+    assert "2 of its runs were stored by an earlier invocation" in report
+    assert compare.main(argv) == 0 and "(3 runs reused)" in capsys.readouterr().out
+    assert compare.main([*argv, "--fresh"]) == 0 and "runs reused)" not in capsys.readouterr().out
+    # another --lr is another main run; the optimizer study sets its own learning rates, so its runs stay
+    assert compare.main([*argv, "--lr", "2e-3"]) == 0 and "(2 runs reused)" in capsys.readouterr().out

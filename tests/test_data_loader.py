@@ -1,5 +1,6 @@
 """The one data path: real MNIST, small synthetic IDX files, corrupt files, and the batch iterator."""
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,11 +165,30 @@ def test_missing_folder_with_failing_download(tmp_path, monkeypatch):
 def test_download_fills_the_torchvision_layout(tmp_path, monkeypatch):
     """A successful download (faked: tests never use the network) lands in MNIST/raw and is read from there."""
     def fake(root, train=True, download=False):
-        write_mnist(tmp_path / "MNIST" / "raw")
+        write_mnist(Path(root) / "MNIST" / "raw")
     import torchvision.datasets
     monkeypatch.setattr(torchvision.datasets, "MNIST", fake)
     raw = mnist_files.load_raw(tmp_path, counts=SMALL)
     assert raw.paths["train_images"].parent == tmp_path / "MNIST" / "raw"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]  # no staging folder left
+
+
+def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    """torchvision creates MNIST/raw and a partial file, then the network fails: none of it remains."""
+    def half_then_offline(root, train=True, download=False):
+        raw = Path(root) / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b partial")
+        raise RuntimeError("Error downloading train-labels-idx1-ubyte.gz: <urlopen error no network>")
+    import torchvision.datasets
+    monkeypatch.setattr(torchvision.datasets, "MNIST", half_then_offline)
+    existing, fresh = tmp_path / "mine", tmp_path / "new" / "data"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("keep")
+    for folder in (existing, fresh):
+        with pytest.raises(DataError, match="no network"):
+            mnist_files.load_raw(folder)
+    assert [p.name for p in existing.iterdir()] == ["notes.txt"] and not (tmp_path / "new").exists()
 
 
 # --- the batch iterator ------------------------------------------------------------------------------------

@@ -1,0 +1,300 @@
+"""Runs that survive: Ctrl-C and SIGTERM mid-epoch, exact resume, model files either twin reads, bad inputs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+import numpy_nn.train
+import pytorch_nn.train
+from conftest import QUICK, ROOT, run_train
+
+TRAINERS = {"numpy": numpy_nn.train, "pytorch": pytorch_nn.train}
+RUN = [*QUICK, "--epochs", "3", "--dropout", "0.2", "--optimizer", "adamw", "--lr", "2e-3", "--batch-size", "64"]
+
+
+def signal_at_step(monkeypatch, module, step, signum=signal.SIGINT):
+    """Deliver a real signal to this process during training step `step` (1-based, counted over the run)."""
+    original, count = module.Trainer.train_step, [0]
+
+    def train_step(self, x, y):
+        count[0] += 1
+        if count[0] == step:
+            os.kill(os.getpid(), signum)  # handled at once: the loop stops after this step
+        return original(self, x, y)
+    monkeypatch.setattr(module.Trainer, "train_step", train_step)
+
+
+def comparable(history):
+    """A history without what differs between an interrupted-and-resumed run and a straight one: timings
+    and the flags that say where the files went."""
+    h = json.loads(json.dumps(history))
+    for e in h["epochs"]:
+        del e["epoch_seconds"]
+    for k in ("train_seconds", "environment"):
+        del h[k]
+    for k in ("out", "resume"):
+        h["config"].pop(k)
+    return h
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_then_resumed_equals_uninterrupted(impl, signum, code, mnist_dir, tmp_path, monkeypatch, capsys):
+    """Stopped in the middle of epoch 2 (step 40 of 32 per epoch), then resumed: the same history and the same
+    weights, bit for bit, as the run that was never interrupted."""
+    module = TRAINERS[impl]
+    straight_code, straight = run_train(module, [*RUN, "--save-model", "--out", str(tmp_path / "straight")], mnist_dir)
+    assert straight_code == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        signal_at_step(m, module, 40, signum)
+        stopped_code, stopped = run_train(module, [*RUN, "--save-model", "--out", str(tmp_path / "cut")], mnist_dir)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped_code == code and "Traceback" not in "\n".join(err)
+    assert stopped["interrupted"] is True and len(stopped["epochs"]) == 1  # epoch 1 done, epoch 2 under way
+    assert err[-1].startswith("stopped at epoch 2, step 8:") and f"--resume {tmp_path / 'cut'}" in err[-1]
+    assert (tmp_path / "cut" / "checkpoint.safetensors").exists() and not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed_code, resumed = run_train(module, ["--resume", str(tmp_path / "cut")], mnist_dir)
+    assert resumed_code == 0 and resumed["interrupted"] is False
+    assert comparable(resumed) == comparable(straight)
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "cut" / "checkpoint.safetensors").exists()  # a finished run removes its checkpoint
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_periodic_checkpoints_and_resume_from_an_epoch_boundary(impl, mnist_dir, tmp_path, monkeypatch):
+    """A crash (here SIGTERM at step 70, the checkpoint of epoch 2 already written) loses at most an epoch."""
+    module, out = TRAINERS[impl], tmp_path / "run"
+    with monkeypatch.context() as m:
+        signal_at_step(m, module, 70, signal.SIGTERM)
+        assert run_train(module, [*RUN, "--checkpoint-every", "2", "--out", str(out)], mnist_dir)[0] == 143
+    from safetensors import safe_open
+    with safe_open(str(out / "checkpoint.safetensors"), framework="numpy") as f:
+        progress = json.loads(f.metadata()["progress"])
+    assert (progress["epoch"], progress["step"]) == (2, 6)
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_resume_refuses_what_does_not_fit(impl, mnist_dir, tmp_path, monkeypatch, capsys):
+    module, other = TRAINERS[impl], TRAINERS["pytorch" if impl == "numpy" else "numpy"]
+    with monkeypatch.context() as m:
+        signal_at_step(m, module, 5)
+        assert run_train(module, [*RUN, "--out", str(tmp_path)], mnist_dir)[0] == 130
+    capsys.readouterr()
+    cases = [(module, ["--resume", str(tmp_path), "--lr", "0.5"], "--lr 0.5 contradicts"),
+             (other, ["--resume", str(tmp_path)], f"checkpoint; resume it with {impl}_nn/train.py"),
+             (module, ["--resume", str(tmp_path / "nowhere")], "no checkpoint.safetensors there")]
+    for trainer, argv, message in cases:
+        assert run_train(trainer, argv, mnist_dir)[0] == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err, err
+
+
+def _subprocess_train(impl, out, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, f"{impl}_nn/train.py", "--limit-train", "20000", "--epochs", "30", "--threads", "1",
+            "--quiet", "--out", str(out), *extra]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_ctrl_c_on_the_command_line(impl, mnist_dir, tmp_path):
+    """The real CLI: Ctrl-C after the first epoch, one line and exit code 130; twice in a row also exits
+    130 with no traceback."""
+    for presses in (1, 2):
+        out = tmp_path / str(presses)
+        proc = _subprocess_train(impl, out, "--data-dir", str(mnist_dir))
+        assert proc.stdout.readline().startswith("epoch   1")
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+        if presses == 1:
+            assert json.loads((out / "history.json").read_text())["interrupted"] is True
+            assert stderr.strip().splitlines()[-1].startswith("stopped at epoch 2")
+
+
+# --- model files ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def models(mnist_dir, tmp_path_factory):
+    """A trained model file from each twin, with a non-default architecture that only the file records."""
+    folder = tmp_path_factory.mktemp("models")
+    argv = [*QUICK, "--hidden", "48,24", "--activation", "tanh", "--save-model"]
+    files = {}
+    for impl, module in TRAINERS.items():
+        code, history = run_train(module, [*argv, "--out", str(folder / impl)], mnist_dir)
+        assert code == 0
+        files[impl] = (folder / impl / "model.safetensors", history["test_acc"])
+    return files
+
+
+@pytest.mark.parametrize("source", TRAINERS)
+@pytest.mark.parametrize("reader", TRAINERS)
+def test_either_twin_evaluates_either_file_without_flags(source, reader, models, mnist_dir, capsys):
+    path, acc = models[source]
+    assert run_train(TRAINERS[reader], ["--evaluate", str(path)], mnist_dir)[0] == 0
+    assert f"accuracy {acc:.2%}" in capsys.readouterr().out
+
+
+def test_cross_twin_predictions_are_identical(models, mnist_dir):
+    """float32, the same weights in both twins: the same predicted digit for every test image."""
+    import data_loader
+    data = data_loader.load_mnist(mnist_dir, val_size=0, limit_train=10)
+    for path, _ in models.values():
+        argmax = []
+        for module in TRAINERS.values():
+            args = module.Trainer  # the file brings the architecture: build the trainer the way --evaluate does
+            code_args = ["--evaluate", str(path), "--data-dir", str(mnist_dir)]
+            from common import flags, cli
+            parser = flags.make_parser("t")
+            module.add_flags(parser)
+            args = flags.parse_args(parser, code_args)
+            cli.prepare(args, flags.explicit(parser, code_args), module.Trainer.name)
+            trainer = module.Trainer(args)
+            trainer.load_weights(trainer.read_weights(path)[0])
+            argmax.append(trainer.predict(data.x_test).argmax(1))
+        assert np.array_equal(*argmax)
+
+
+def test_model_file_metadata(models):
+    from safetensors import safe_open
+    with safe_open(str(models["numpy"][0]), framework="numpy") as f:
+        meta = {k: json.loads(v) for k, v in f.metadata().items()}
+    assert meta["kind"] == "model" and meta["implementation"] == "numpy" and meta["model"] == "mlp"
+    assert meta["hidden"] == [48, 24] and meta["activation"] == "tanh" and meta["dtype"] == "float32"
+    assert meta["test_acc"] == models["numpy"][1]
+
+
+def _bad_files(folder, good):
+    """(name, file maker, what the one-line message must say) for every kind of bad weights file."""
+    weights = load_file(good)
+    blob = good.read_bytes()
+
+    def write(name, data):
+        path = folder / name
+        path.write_bytes(data) if isinstance(data, bytes) else data(path)
+        return path
+
+    def npz_with_object(path):
+        with open(path, "wb") as f:
+            np.savez(f, **{"fc1.W": np.array([{"a": 1}], dtype=object)})
+
+    def nan_weights(path):
+        save_file({**weights, "fc2.weight": np.full_like(weights["fc2.weight"], np.nan)}, str(path))
+
+    def zip_named_safetensors(path):
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("x", "y")
+
+    return [
+        ("truncated.safetensors", lambda p: write(p, blob[:len(blob) // 2]), "not a readable safetensors file"),
+        ("zip.safetensors", lambda p: write(p, zip_named_safetensors), "not a readable safetensors file"),
+        ("object.npz", lambda p: write(p, npz_with_object), "pickled objects"),
+        ("nan.safetensors", lambda p: write(p, nan_weights), "fc2.weight holds NaN"),
+        ("shape.safetensors", lambda p: write(p, lambda q: save_file({**weights, "fc3.bias": np.zeros(7, np.float32)},
+                                                                      str(q))), "fc3.bias has shape (7,)"),
+        ("text.npz", lambda p: write(p, b"hello"), "not a readable .npz file"),
+        ("missing.safetensors", lambda p: folder / p, "no such file"),
+        ("weights.bin", lambda p: write(p, b"\0" * 8), "unknown kind of weights file"),
+    ]
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_bad_model_files_are_one_line(impl, models, mnist_dir, tmp_path, capsys):
+    for name, make, message in _bad_files(tmp_path, models[impl][0]):
+        path = make(name)
+        extra = ["--hidden", "48,24", "--activation", "tanh"]  # what a file without our metadata cannot say
+        assert run_train(TRAINERS[impl], ["--evaluate", str(path), *extra], mnist_dir)[0] == 1, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and str(path) in err and message in err and "\n" not in err, (name, err)
+
+
+def test_a_flag_that_contradicts_the_file_is_refused(models, mnist_dir, capsys):
+    assert run_train(numpy_nn.train, ["--evaluate", str(models["pytorch"][0]), "--hidden", "32"], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert "--hidden 32 contradicts" in err and "48,24" in err and "\n" not in err
+
+
+def test_plain_torch_state_dict_and_its_pickles(mnist_dir, tmp_path, capsys):
+    """What the usual MNIST scripts write, torch.save(model.state_dict(), "mnist_model.pth"): pytorch_nn reads
+    it (weights_only); numpy_nn says where to take it; a pickled module is refused, never unpickled."""
+    model = torch.nn.Sequential()
+    for i, (a, b) in enumerate([(784, 128), (128, 64), (64, 10)], start=1):
+        model.add_module(f"fc{i}", torch.nn.Linear(a, b))
+    torch.save(model.state_dict(), tmp_path / "mnist_model.pth")
+    assert run_train(pytorch_nn.train, ["--evaluate", str(tmp_path / "mnist_model.pth")], mnist_dir)[0] == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert run_train(numpy_nn.train, ["--evaluate", str(tmp_path / "mnist_model.pth")], mnist_dir)[0] == 1
+    assert "evaluate it with pytorch_nn/train.py" in capsys.readouterr().err
+    torch.save(model, tmp_path / "whole_module.pt")
+    assert run_train(pytorch_nn.train, ["--evaluate", str(tmp_path / "whole_module.pt")], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert "pickled objects other than tensors" in err and "\n" not in err
+
+
+def test_numpy_nn_earlier_npz_files_still_read(mnist_dir, tmp_path, capsys):
+    """np.savez of numpy_nn's own parameters ("fc1.W", (in, out)): both twins score it alike."""
+    from common import flags
+    parser = flags.make_parser("t")
+    args = flags.parse_args(parser, ["--init", "torch"])
+    model = numpy_nn.model.build(args)
+    with open(tmp_path / "model.npz", "wb") as f:
+        np.savez(f, **model.params)
+    lines = []
+    for module in TRAINERS.values():
+        assert run_train(module, ["--evaluate", str(tmp_path / "model.npz")], mnist_dir)[0] == 0
+        lines.append(capsys.readouterr().out.split(": ", 1)[1])
+    assert lines[0] == lines[1]
+
+
+# --- bad inputs that once ended in a traceback or a hang --------------------------------------------------
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_out_naming_a_file(impl, mnist_dir, tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    assert run_train(TRAINERS[impl], [*QUICK, "--out", str(tmp_path / "taken")], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {tmp_path / 'taken'}: is a file, not a folder; name a folder for history.json and the model"
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_a_model_too_large_for_memory(impl, mnist_dir, tmp_path, capsys):
+    start = time.perf_counter()
+    assert run_train(TRAINERS[impl], [*QUICK, "--hidden", "100000,100000", "--out", str(tmp_path)], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert "10,079,600,010 parameters" in err and "GiB" in err and "\n" not in err
+    assert time.perf_counter() - start < 10  # refused before anything is allocated
+
+
+def test_more_threads_than_cores(mnist_dir, capsys):
+    from common.machine import default_threads
+    with pytest.raises(SystemExit) as e:
+        run_train(numpy_nn.train, [*QUICK, "--threads", str(default_threads() + 1)], mnist_dir)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and "--threads" in err and f"this machine has {default_threads()} cores" in err
+
+
+def test_train_py_from_its_own_folder(mnist_dir):
+    """`cd numpy_nn && python train.py`, as the seed documents run it: it works, and what it writes is ignored."""
+    out = ROOT / "numpy_nn" / "runs" / "numpy"
+    proc = subprocess.run([sys.executable, "train.py", *QUICK, "--epochs", "1", "--quiet", "--data-dir", str(mnist_dir)],
+                          cwd=ROOT / "numpy_nn", capture_output=True, text=True, timeout=120)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert (out / "history.json").exists()
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(out / "history.json")], cwd=ROOT)
+        assert ignored.returncode == 0, "numpy_nn/runs/ is not git-ignored"
+    finally:
+        import shutil
+        shutil.rmtree(ROOT / "numpy_nn" / "runs", ignore_errors=True)
