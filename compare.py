@@ -43,6 +43,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", choices=["numpy", "pytorch"], help="run one implementation only (no parity section)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="pytorch's device; auto adds CUDA rows when a GPU is present (default: %(default)s)")
+    p.add_argument("--no-fused", dest="fused", action="store_false",
+                   help="pytorch_nn with torch.optim's for-each optimizer instead of its fused kernel")
+    p.add_argument("--compile", action="store_true", help="pytorch_nn with torch.compile (see pytorch_nn/train.py)")
     p.add_argument("--fresh", action="store_true",
                    help="train everything anew, ignoring the runs an earlier invocation stored in --out/runs")
     p.add_argument("--quick", action="store_true",
@@ -88,7 +91,7 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     for impl, device in rows:
         for seed in range(1, args.seeds + 1):
             progress.set_postfix_str(f"{impl} {device} seed {seed}")
-            h = workers.run((impl, device), train_job, impl, device, model_argv(args, seed=seed), seed == 1)
+            h = workers.run((impl, device), train_job, impl, device, model_argv(args, impl, seed=seed), seed == 1)
             h["n_train"] = train_size(args)
             runs.append(h)
             progress.update()

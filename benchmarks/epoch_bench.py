@@ -1,169 +1,158 @@
-"""How much do the twins' abstractions cost? One training epoch of each, against a bare loop of the same math.
+"""How much do the twins' abstractions cost, and what do PyTorch's switches buy? One training epoch of each
+twin against bare loops of the same math (benchmarks/bare.py).
 
-    python benchmarks/epoch_bench.py [--batch-sizes 64,512] [--repeats 5] [--threads N] [--json]
+    python benchmarks/epoch_bench.py [--model mlp|cnn] [--batch-sizes 64,512] [--repeats 5] [--threads N]
+                                     [--optimizer sgd|adam] [--compile] [--memory] [--json]
 
-In one process, interleaved (so drift on a shared machine hits all four alike), median of --repeats epochs:
-  bare numpy   the network written inline as a few dozen lines of NumPy: no layers, no dicts, no loop helper
-  numpy_nn     numpy_nn's Trainer through loop.train_epoch (what `numpy_nn/train.py` times)
-  bare torch   a minimal nn.Sequential + torch.optim loop: no .item(), no accuracy, no loop helper
-  pytorch_nn   pytorch_nn's Trainer through loop.train_epoch
-All float32, the same batches (data_loader.batches), SGD with momentum 0.9 (or --optimizer adam).
-Speed is measured here, never asserted in a test: this is a benchmark.
+In one process, interleaved (so drift on a shared machine hits every variant alike), median of --repeats
+epochs after a warm-up epoch (which for a compiled variant includes compiling; reported apart):
+  bare numpy            the network written inline in NumPy
+  numpy_nn              numpy_nn's Trainer through common/loop.py (what `numpy_nn/train.py` times)
+  bare torch            a minimal PyTorch loop, torch.optim's default (for-each) optimizer
+  bare torch fused      the same with fused=True
+  bare torch c-last     (CNN) the fused loop with the model and images in channels_last memory format
+  pytorch_nn            pytorch_nn's Trainer (fused optimizer, its default)
+  pytorch_nn for-each   with --no-fused
+  pytorch_nn compiled   with --compile (only with this script's --compile: compiling takes a minute)
+ratio: each twin's median against the fastest bare loop of its own library. --memory adds each variant's
+peak resident memory, one epoch in a process of its own. Speed is measured here, never asserted in a test.
 """
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from common import flags, loop, machine
-import data_loader
+import bare
+from common import architecture, cli, flags, loop, machine
 import numpy_nn.train
 import pytorch_nn.train
-from numpy_nn.model import MLP
 
 
-def bare_numpy(data, args):
-    """The same network and update as numpy_nn, inline: the floor numpy_nn's abstractions are measured against."""
-    (W1, b1), (W2, b2), (W3, b3) = (
-        (p[f"fc{i}.W"].copy(), p[f"fc{i}.b"].copy()) for p in [MLP(args.hidden, seed=args.seed).params] for i in (1, 2, 3))
-    params = [W1, b1, W2, b2, W3, b3]
-    state = [np.zeros_like(p) for p in params]
-    state2 = [np.zeros_like(p) for p in params]
-    lr, t = args.lr, [0]
-
-    def epoch(e):
-        for x, y in data_loader.batches(data.x_train, data.y_train, args.batch_size, args.seed, e):
-            n = len(y)
-            h1 = x @ W1 + b1
-            np.maximum(h1, 0, out=h1)
-            h2 = h1 @ W2 + b2
-            np.maximum(h2, 0, out=h2)
-            z = h2 @ W3 + b3
-            z -= z.max(axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= z.sum(axis=1, keepdims=True)
-            z[np.arange(n), y] -= 1
-            z /= n
-            dh2 = z @ W3.T
-            dh2 *= h2 > 0
-            dh1 = dh2 @ W2.T
-            dh1 *= h1 > 0
-            grads = [x.T @ dh1, dh1.sum(0), h1.T @ dh2, dh2.sum(0), h2.T @ z, z.sum(0)]
-            if args.optimizer == "sgd":
-                for p, g, buf in zip(params, grads, state):
-                    buf *= 0.9
-                    buf += g
-                    p -= lr * buf
-            else:
-                t[0] += 1
-                c1, c2 = 1 - 0.9 ** t[0], (1 - 0.999 ** t[0]) ** 0.5
-                for p, g, m, v in zip(params, grads, state, state2):
-                    m += 0.1 * (g - m)
-                    v *= 0.999
-                    v += 0.001 * g * g
-                    p -= (lr / c1) * (m / (np.sqrt(v) / c2 + 1e-8))
-    return epoch
-
-
-def bare_torch(data, args):
-    """A minimal PyTorch loop of the same network: the floor pytorch_nn is measured against."""
-    model = pytorch_nn.model.build(args)
-    opt = (torch.optim.SGD(model.parameters(), args.lr, momentum=0.9) if args.optimizer == "sgd"
-           else torch.optim.Adam(model.parameters(), args.lr))
-
-    def step(x, y):  # a function, so that each step's graph is freed before the next one allocates
-        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def epoch(e):
-        for x, y in data_loader.batches(data.x_train, data.y_train, args.batch_size, args.seed, e):
-            step(x, y)
-    return epoch
-
-
-def framework(module, data, args):
+def framework(module, data, args, **switches):
+    args = argparse.Namespace(**{**vars(args), **switches})
     trainer = module.Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
     return lambda e: loop.train_epoch(trainer, x, y, args, e)
 
 
+VARIANTS = {
+    "bare numpy": lambda d, a: (bare.numpy_cnn if a.model == "cnn" else bare.numpy_mlp)(d, a),
+    "numpy_nn": lambda d, a: framework(numpy_nn.train, d, a),
+    "bare torch": lambda d, a: bare.torch_loop(d, a),
+    "bare torch fused": lambda d, a: bare.torch_loop(d, a, fused=True),
+    "bare torch c-last": lambda d, a: bare.torch_loop(d, a, fused=True, channels_last=True),
+    "pytorch_nn": lambda d, a: framework(pytorch_nn.train, d, a),
+    "pytorch_nn for-each": lambda d, a: framework(pytorch_nn.train, d, a, fused=False),
+    "pytorch_nn compiled": lambda d, a: framework(pytorch_nn.train, d, a, compile=True),
+}
+LIBRARY = {"numpy": ["bare numpy"], "torch": ["bare torch", "bare torch fused", "bare torch c-last"]}
+
+
+def chosen(opts) -> list[str]:
+    names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")]
+    return [n for n in names if n != "pytorch_nn compiled" or opts.compile]
+
+
 def trainer_args(batch_size, opts):
+    """The flags of every variant: the preset's network (default for the MLP, cnn for the CNN), float32,
+    dropout off, momentum SGD (or Adam), this batch size."""
     parser = flags.make_parser("bench")
     pytorch_nn.train.add_flags(parser)
-    argv = ["--batch-size", str(batch_size), "--threads", str(opts.threads), "--quiet", "--device", "cpu", "--dropout", "0",
-            "--optimizer", opts.optimizer, "--lr", "0.01" if opts.optimizer == "sgd" else "1e-3"]
-    if opts.optimizer == "sgd":
-        argv += ["--momentum", "0.9"]
-    return flags.parse_args(parser, argv)
+    argv = ["--preset", "default" if opts.model == "mlp" else "cnn", "--batch-size", str(batch_size),
+            "--threads", str(opts.threads), "--quiet", "--device", "cpu", "--dropout", "0",
+            "--optimizer", opts.optimizer, "--lr", "0.01" if opts.optimizer == "sgd" else "1e-3", "--weight-decay", "0"]
+    argv += ["--data-dir", opts.data_dir] if opts.data_dir else []
+    return flags.parse_args(parser, argv + (["--momentum", "0.9"] if opts.optimizer == "sgd" else []))
 
 
-VARIANTS = {"bare numpy": bare_numpy, "numpy_nn": lambda d, a: framework(numpy_nn.train, d, a),
-            "bare torch": bare_torch, "pytorch_nn": lambda d, a: framework(pytorch_nn.train, d, a)}
+def peak_memory(name, batch_size, opts) -> float:
+    """MB of peak resident memory of a process that builds this variant and trains one epoch."""
+    torch.set_num_threads(opts.threads)
+    threadpool_limits(opts.threads)
+    args = trainer_args(batch_size, opts)
+    VARIANTS[name](cli.load_data(args), args)(0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(opts):
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
-    data = data_loader.load_mnist(opts.data_dir)
-    peak = machine.matmul_peak_gflops(opts.threads)
-    flops = machine.train_flops_per_sample((128, 64)) * len(data.x_train)
-    rows = []
+    rows, peak = [], machine.matmul_peak_gflops(opts.threads)
     for bs in opts.batch_sizes:
         args = trainer_args(bs, opts)
-        epochs = {name: make(data, args) for name, make in VARIANTS.items()}
-        times = {name: [] for name in VARIANTS}
-        for name, epoch in epochs.items():  # warm-up: allocator, BLAS threads, torch's first-call costs
-            epoch(0)
+        data = cli.load_data(args)
+        flops = architecture.train_flops_per_sample(args) * len(data.x_train)
+        epochs, first = {}, {}
+        for name in chosen(opts):
+            epochs[name] = VARIANTS[name](data, args)
+            t = time.perf_counter()
+            epochs[name](0)  # warm-up: allocator, BLAS threads, torch's first-call costs, compiling
+            first[name] = time.perf_counter() - t
+        times = {name: [] for name in epochs}
         names = list(epochs)
         for r in range(opts.repeats):
-            for name in names[r % 4:] + names[:r % 4]:  # rotate: no variant always follows the same one
-                epoch = epochs[name]
+            for name in names[r % len(names):] + names[:r % len(names)]:  # rotate: no variant always follows one
                 t = time.perf_counter()
-                epoch(r + 1)
+                epochs[name](r + 1)
                 times[name].append(time.perf_counter() - t)
-        for name in VARIANTS:
-            med = statistics.median(times[name])
-            rows.append({"variant": name, "batch_size": bs, "median_s": med, "min_s": min(times[name]),
-                         "max_s": max(times[name]), "gflops": flops / med / 1e9})
-        for fw, bare in (("numpy_nn", "bare numpy"), ("pytorch_nn", "bare torch")):
-            f, b = (next(r for r in rows if r["variant"] == v and r["batch_size"] == bs) for v in (fw, bare))
-            f["ratio_to_bare"] = f["median_s"] / b["median_s"]
-    return {"machine": machine.cpu_name(), "threads": opts.threads, "optimizer": opts.optimizer,
+        batch_rows = [{"variant": n, "batch_size": bs, "median_s": statistics.median(ts), "min_s": min(ts),
+                       "max_s": max(ts), "first_epoch_s": first[n], "gflops": flops / statistics.median(ts) / 1e9}
+                      for n, ts in times.items()]
+        for library, fw in (("numpy", ["numpy_nn"]), ("torch", [n for n in names if n.startswith("pytorch_nn")])):
+            floor = min(r["median_s"] for r in batch_rows if r["variant"] in LIBRARY[library])
+            for r in batch_rows:
+                if r["variant"] in fw:
+                    r["ratio_to_bare"] = r["median_s"] / floor
+        if opts.memory:
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                for r in batch_rows:
+                    r["peak_mb"] = pool.submit(peak_memory, r["variant"], bs, opts).result()
+        rows += batch_rows
+    return {"machine": machine.cpu_name(), "threads": opts.threads, "model": opts.model, "optimizer": opts.optimizer,
             "matmul_peak_gflops": peak, "train_samples": len(data.x_train), "repeats": opts.repeats,
             "numpy": np.__version__, "torch": torch.__version__, "rows": rows}
 
 
 def table(result) -> str:
-    lines = [f"{result['machine']}, {result['threads']} threads, float32, {result['optimizer']}, "
+    lines = [f"{result['machine']}, {result['threads']} threads, {result['model']}, float32, {result['optimizer']}, "
              f"{result['train_samples']} images/epoch, median of {result['repeats']}; "
              f"matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s",
-             f"{'variant':12s} {'batch':>5s} {'median s':>9s} {'min-max s':>13s} {'ratio':>6s} {'GFLOP/s':>8s} {'% peak':>7s}"]
+             f"{'variant':20s} {'batch':>5s} {'median s':>9s} {'min-max s':>13s} {'ratio':>6s} {'GFLOP/s':>8s} "
+             f"{'% peak':>7s} {'1st epoch':>9s}" + (f" {'peak MB':>8s}" if "peak_mb" in result["rows"][0] else "")]
     for r in result["rows"]:
         ratio = f"{r['ratio_to_bare']:.2f}" if "ratio_to_bare" in r else ""
-        lines.append(f"{r['variant']:12s} {r['batch_size']:5d} {r['median_s']:9.3f} {r['min_s']:6.3f}-{r['max_s']:<6.3f} "
-                     f"{ratio:>6s} {r['gflops']:8.1f} {100 * r['gflops'] / result['matmul_peak_gflops']:6.1f}%")
+        memory = f" {r['peak_mb']:8.0f}" if "peak_mb" in r else ""
+        lines.append(f"{r['variant']:20s} {r['batch_size']:5d} {r['median_s']:9.3f} {r['min_s']:6.3f}-{r['max_s']:<6.3f} "
+                     f"{ratio:>6s} {r['gflops']:8.1f} {100 * r['gflops'] / result['matmul_peak_gflops']:6.1f}% "
+                     f"{r['first_epoch_s']:9.2f}{memory}")
     return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[64, 512])
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                   help="(default: 64,512 for mlp, 64,128 for cnn)")
     p.add_argument("--repeats", type=flags.number(int, 1), default=5)
-    p.add_argument("--threads", type=flags.number(int, 1), default=machine.default_threads())
+    p.add_argument("--threads", type=flags.threads, default=machine.default_threads())
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--compile", action="store_true", help="add pytorch_nn with --compile (a minute of compiling)")
+    p.add_argument("--memory", action="store_true", help="add each variant's peak memory (one process each)")
     p.add_argument("--data-dir")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     opts = p.parse_args(argv)
+    opts.batch_sizes = opts.batch_sizes or ([64, 512] if opts.model == "mlp" else [64, 128])
     try:
         result = run(opts)
-    except data_loader.DataError as e:
+    except cli.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2) if opts.json else table(result))

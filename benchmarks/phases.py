@@ -1,6 +1,6 @@
 """Where a training step's time goes, phase by phase (and layer by layer for numpy_nn).
 
-    python benchmarks/phases.py [--batch-sizes 64,512] [--steps 300] [--threads N]
+    python benchmarks/phases.py [--preset default|cnn|...] [--batch-sizes 64,512] [--steps 300] [--threads N]
 
 Median microseconds per step over --steps steps of each twin on real batches, float32, after a warm-up.
 CPU only: every phase below is synchronous there, so wall-clock timing per phase is honest.
@@ -15,6 +15,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from common import flags, machine
+from common.presets import PRESETS
 import data_loader
 import numpy_nn.train
 import pytorch_nn.train
@@ -37,7 +38,7 @@ def numpy_step(trainer, x, y, times, per_layer):
     loss, dlogits = timed(times, "loss", softmax_cross_entropy, out, y)
     dout = dlogits
     for name, layer in reversed(model.layers.items()):
-        if name == "fc1":
+        if layer is model.first:
             timed(per_layer, f"backward {name}", layer.backward, dout, False)
             break
         dout = timed(per_layer, f"backward {name}", layer.backward, dout)
@@ -47,21 +48,35 @@ def numpy_step(trainer, x, y, times, per_layer):
         times[phase].append(sum(v[-1] for k, v in per_layer.items() if k.startswith(phase)))
 
 
-def torch_step(trainer, x, y, times):
+def torch_step(trainer, x, y, times, per_layer):
+    """As numpy_step: each module's forward timed as it runs; each layer's backward from the moments autograd
+    delivers the gradient of its output and of its input (hooks on the activations; on the CPU every kernel
+    has finished when the hook runs)."""
     model, opt = trainer.model, trainer.opt
-    logits = timed(times, "forward", model, x)
+    out, stamps = x, []
+    layers = list(model.named_children())
+    for name, module in layers:
+        out = timed(per_layer, f"forward {name}", module, out)
+        out.register_hook(lambda grad, name=name: stamps.append((name, time.perf_counter())))
+    logits = out
     loss = timed(times, "loss", torch_cross_entropy, logits, y)
     timed(times, "zero_grad", opt.zero_grad, True)
-    timed(times, "backward", loss.backward)
+    start = time.perf_counter()
+    loss.backward()
+    times["backward"].append(time.perf_counter() - start)
+    ends = [t for _, t in stamps[1:]] + [start + times["backward"][-1]]  # layer L ends when L-1's output grad is ready
+    for (name, t0), t1 in zip(stamps, ends):
+        per_layer[f"backward {name}"].append(t1 - t0)
+    times["forward"].append(sum(v[-1] for k, v in per_layer.items() if k.startswith("forward")))
     timed(times, "optimizer step", opt.step)
     timed(times, ".item() + accuracy", lambda: (loss.item(), int((logits.argmax(dim=1) == y).sum())))
 
 
-def profile(impl, batch_size, steps, data, threads):
+def profile(impl, batch_size, steps, data, opts):
     parser = flags.make_parser("phases")
     pytorch_nn.train.add_flags(parser)
-    args = flags.parse_args(parser, ["--batch-size", str(batch_size), "--threads", str(threads), "--quiet",
-                                      "--device", "cpu"])
+    args = flags.parse_args(parser, ["--preset", opts.preset, "--batch-size", str(batch_size), "--threads",
+                                     str(opts.threads), "--quiet", "--device", "cpu"])
     trainer = (numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
     times, per_layer = defaultdict(list), defaultdict(list)
@@ -71,7 +86,7 @@ def profile(impl, batch_size, steps, data, threads):
         if impl == "numpy":
             numpy_step(trainer, xb, yb, times, per_layer)
         else:
-            torch_step(trainer, xb, yb, times)
+            torch_step(trainer, xb, yb, times, per_layer)
         if step == 19:  # warm-up done
             times.clear(), per_layer.clear()
     return ({k: statistics.median(v) * 1e6 for k, v in times.items()},
@@ -82,16 +97,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[64, 512])
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--threads", type=int, default=machine.default_threads())
+    p.add_argument("--threads", type=flags.threads, default=machine.default_threads())
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="the network and recipe (default: %(default)s)")
     p.add_argument("--data-dir")
     opts = p.parse_args(argv)
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
-    data = data_loader.load_mnist(opts.data_dir)
-    print(f"{machine.cpu_name()}, {opts.threads} threads, float32, default flags (AdamW, dropout 0.1); "
+    data = data_loader.load_mnist(opts.data_dir, images=PRESETS[opts.preset].get("model") == "cnn")
+    print(f"{machine.cpu_name()}, {opts.threads} threads, float32, --preset {opts.preset}; "
           f"median microseconds per step over {opts.steps} steps")
     for bs in opts.batch_sizes:
-        results = {impl: profile(impl, bs, opts.steps, data, opts.threads) for impl in ("numpy", "pytorch")}
+        results = {impl: profile(impl, bs, opts.steps, data, opts) for impl in ("numpy", "pytorch")}
         phases = ["batch gather", "forward", "loss", "zero_grad", "backward", "optimizer step", ".item() + accuracy"]
         print(f"\nbatch {bs}\n{'phase':22s} {'numpy_nn':>10s} {'pytorch_nn':>11s}")
         for phase in phases:
@@ -99,7 +115,11 @@ def main(argv=None):
             print(f"{phase:22s} {'' if a is None else f'{a:10.1f}':>10s} {'' if b is None else f'{b:11.1f}':>11s}")
         print(f"{'sum':22s} {sum(v for k, v in results['numpy'][0].items() if k in phases):10.1f} "
               f"{sum(v for k, v in results['pytorch'][0].items() if k in phases):11.1f}")
-        print("numpy_nn per layer: " + ", ".join(f"{k} {v:.0f}" for k, v in results["numpy"][1].items()))
+        layers = dict.fromkeys(k.split(" ", 1)[1] for k in results["numpy"][1])
+        print(f"\n{'per layer':22s} {'numpy_nn fwd':>12s} {'bwd':>8s} {'pytorch_nn fwd':>15s} {'bwd':>8s}")
+        for name in layers:
+            cells = [results[i][1].get(f"{d} {name}") for i in ("numpy", "pytorch") for d in ("forward", "backward")]
+            print(f"{name:22s} " + " ".join(f"{'-' if c is None else f'{c:.0f}':>{w}s}" for c, w in zip(cells, (12, 8, 15, 8))))
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> flo
     return statistics.median(loop.train_epoch(trainer, x, y, args, e)["epoch_seconds"] for e in range(1, repeats + 1))
 
 
-def model_argv(args, **override) -> list[str]:
-    """The flags a child run gets: the shared model/training flags of this invocation, with overrides."""
+def model_argv(args, impl=None, **override) -> list[str]:
+    """The flags a child run gets: the shared model/training flags of this invocation, with overrides, and
+    for pytorch_nn its own switches (--no-fused, --compile)."""
     values = {"epochs": args.epochs, "batch-size": args.batch_size, "test-batch-size": args.test_batch_size,
               "lr": args.lr, "optimizer": args.optimizer, "weight-decay": args.weight_decay,
               "schedule": args.schedule, "step-size": args.step_size, "gamma": args.gamma,
@@ -80,7 +81,9 @@ def model_argv(args, **override) -> list[str]:
         if v is not None:
             argv += [f"--{k}", str(v)]
     switches = [flag for flag, on in (("--nesterov", args.nesterov and values.get("optimizer") == "sgd"),
-                                       ("--batch-norm", args.batch_norm)) if on]
+                                       ("--batch-norm", args.batch_norm),
+                                       ("--no-fused", impl == "pytorch" and not args.fused),
+                                       ("--compile", impl == "pytorch" and args.compile)) if on]
     return argv + switches
 
 

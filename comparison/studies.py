@@ -26,7 +26,7 @@ def optimizers(args, rows, tmp, progress, workers) -> list[str]:
     for name in args.optimizer_names:
         for impl, device in rows:
             progress.set_postfix_str(f"optimizer {name}: {impl} {device}")
-            argv = model_argv(args, seed=1, optimizer=None, lr=None, momentum=None, weight_decay=None)
+            argv = model_argv(args, impl, seed=1, optimizer=None, lr=None, momentum=None, weight_decay=None)
             h = workers.run((impl, device), train_job, impl, device, argv + OPTIMIZERS[name], False)
             opt_runs.append({"optimizer": name, "implementation": impl, "device": device, "history": h})
             progress.update()
@@ -50,7 +50,7 @@ def scaling(args, rows, tmp, progress, workers) -> list[str]:
     for bs in args.batch_size_list:
         for impl, device in rows:
             progress.set_postfix_str(f"batch {bs}: {impl} {device}")
-            s = workers.run((impl, device), time_epoch_job, impl, device, model_argv(args, batch_size=bs, seed=1),
+            s = workers.run((impl, device), time_epoch_job, impl, device, model_argv(args, impl, batch_size=bs, seed=1),
                             1 if args.quick else 3)
             scale.append({"implementation": impl, "device": device, "batch_size": bs, "epoch_s": s,
                           "samples_per_s": n / s, "gflops": flops * n / s / 1e9, "matmul_peak_gflops": peak})
@@ -70,7 +70,7 @@ def sweep(args, tmp: Path, progress, workers) -> list[str]:
         point = dict(zip(grid, values))
         for impl, device in devices(args):
             progress.set_postfix_str(f"{impl} {point}")
-            argv = model_argv(args, seed=1, lr=point["lr"], hidden=",".join(map(str, point["hidden"])),
+            argv = model_argv(args, impl, seed=1, lr=point["lr"], hidden=",".join(map(str, point["hidden"])),
                               batch_size=point["batch_size"], optimizer=point["optimizer"], epochs=point["epochs"],
                               momentum=None, weight_decay=None)
             h = workers.run((impl, device), train_job, impl, device, argv, False)

@@ -26,7 +26,8 @@ def summarize(runs: list[dict]):
                        if e["test_acc"] >= TARGET_ACC), math.nan) for r in group]
         reached = [t for t in reach if not math.isnan(t)]
         rows.append({
-            "implementation": impl, "device": device, "runs": len(group),
+            "implementation": impl, "device": device, "runs_with": group[0]["environment"].get("runs_with", ""),
+            "runs": len(group),
             "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "test_loss_mean": statistics.mean(r["test_loss"] for r in group),
             "best_val_acc": best_val[impl, device],

@@ -120,7 +120,7 @@ class Trainer:
 
     def describe(self):
         from threadpoolctl import threadpool_info
-        d = {"threads": self.args.threads, "backend": self.xp.__name__,
+        d = {"threads": self.args.threads, "backend": self.xp.__name__, "runs_with": "optimizer on one flat buffer",
              "blas": sorted({f"{i['internal_api']} {i['version']}" for i in threadpool_info()})}
         if self.xp is not np:
             d["gpu"] = self.xp.cuda.runtime.getDeviceProperties(0)["name"].decode()

@@ -1,14 +1,19 @@
-"""numpy_nn/optim.py, built in: torch.optim's optimizers and torch.optim.lr_scheduler's schedules."""
+"""numpy_nn/optim.py, built in: torch.optim's optimizers and torch.optim.lr_scheduler's schedules.
+
+fused=True runs each optimizer as one kernel over all parameters (CPU and CUDA), as numpy_nn's flat buffers
+do by hand; the default (for-each) path launches a few kernels per parameter tensor. Same formulas, same
+numbers to float64 rounding."""
 import torch
 
 
 def make_optimizer(args, params):
+    fused = {"fused": True} if getattr(args, "fused", True) else {}
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, args.lr, momentum=args.momentum, nesterov=args.nesterov,
-                               weight_decay=args.weight_decay)
+                               weight_decay=args.weight_decay, **fused)
     if args.optimizer == "adam":
-        return torch.optim.Adam(params, args.lr, weight_decay=args.weight_decay)
-    return torch.optim.AdamW(params, args.lr, weight_decay=args.weight_decay)
+        return torch.optim.Adam(params, args.lr, weight_decay=args.weight_decay, **fused)
+    return torch.optim.AdamW(params, args.lr, weight_decay=args.weight_decay, **fused)
 
 
 def make_scheduler(args, optimizer):

@@ -18,6 +18,16 @@ from pytorch_nn.optim import make_optimizer, make_scheduler
 def add_flags(parser):
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where to train; auto picks CUDA when present (default: %(default)s)")
+    parser.add_argument("--no-fused", dest="fused", action="store_false",
+                        help="torch.optim's default for-each optimizer instead of its fused kernel")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the forward pass and the loss (compiling costs seconds up front)")
+
+
+def objective(model, x, y):
+    """The forward pass and the loss: what --compile hands to torch.compile; autograd differentiates either."""
+    logits = model(x)
+    return softmax_cross_entropy(logits, y), logits
 
 
 def pick_device(name):
@@ -38,6 +48,7 @@ class Trainer:
         self.device = pick_device(getattr(args, "device", "cpu"))
         self.model = build(args).to(self.device)
         self.opt = make_optimizer(args, self.model.parameters())
+        self.objective = torch.compile(objective) if getattr(args, "compile", False) else objective
         self.sched = make_scheduler(args, self.opt)
         self.sync_every_step = self.device.type == "cpu"  # on a GPU, .item() per step would stall it
 
@@ -46,8 +57,7 @@ class Trainer:
         return torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
 
     def train_step(self, x, y):
-        logits = self.model(x)
-        loss = softmax_cross_entropy(logits, y)
+        loss, logits = self.objective(self.model, x, y)
         self.opt.zero_grad(set_to_none=True)   # autograd accumulates into .grad, so clear it first
         loss.backward()                        # all of numpy_nn's backward methods, derived
         self.opt.step()
@@ -110,7 +120,9 @@ class Trainer:
             torch.cuda.set_rng_state(torch.from_numpy(arrays["rng.cuda"]), self.device)
 
     def describe(self):
-        d = {"threads": torch.get_num_threads(), "device": str(self.device)}
+        fused, compiled = getattr(self.args, "fused", True), getattr(self.args, "compile", False)
+        d = {"threads": torch.get_num_threads(), "device": str(self.device), "fused": fused, "compiled": compiled,
+             "runs_with": ("fused optimizer" if fused else "for-each optimizer") + (", compiled" if compiled else "")}
         if self.device.type == "cuda":
             d["gpu"] = torch.cuda.get_device_name(self.device)
         return d

@@ -298,3 +298,20 @@ def test_train_py_from_its_own_folder(mnist_dir):
     finally:
         import shutil
         shutil.rmtree(ROOT / "numpy_nn" / "runs", ignore_errors=True)
+
+
+def test_a_model_file_of_the_other_kind_of_network(mnist_dir, tmp_path, capsys):
+    """A CNN's file given with --model mlp, and an MLP's .npz given with CNN flags: one clear line each."""
+    cnn = [*QUICK, "--epochs", "1", "--model", "cnn", "--channels", "4,8", "--hidden", "16", "--batch-norm"]
+    assert run_train(numpy_nn.train, [*cnn, "--save-model", "--out", str(tmp_path)], mnist_dir)[0] == 0
+    capsys.readouterr()
+    assert run_train(pytorch_nn.train, ["--evaluate", str(tmp_path / "model.safetensors"), "--model", "mlp"],
+                     mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert "--model mlp contradicts" in err and "records cnn" in err and "\n" not in err
+    model = numpy_nn.model.MLP()
+    with open(tmp_path / "mlp.npz", "wb") as f:
+        np.savez(f, **model.params)
+    assert run_train(numpy_nn.train, ["--evaluate", str(tmp_path / "mlp.npz"), "--model", "cnn"], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert "do not match this model's" in err and "pass the model flags it was trained with" in err and "\n" not in err

@@ -101,3 +101,24 @@ def test_preset_supplies_defaults_that_flags_override():
     parser = flags.make_parser("x")
     args = flags.parse_args(parser, ["--preset", "default", "--epochs", "3"])
     assert args.epochs == 3 and args.lr == PRESETS["default"]["lr"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--channels", "8,16"], "--channels applies to --model cnn, not mlp"),
+    (["--kernel-size", "5"], "--kernel-size applies to --model cnn, not mlp"),
+    (["--model", "cnn", "--input-dropout", "0.2"], "--input-dropout applies to --model mlp, not cnn"),
+    (["--model", "cnn", "--channels", "4,4,4,4,4"], "5 poolings leave no pixel"),
+])
+def test_flags_that_do_not_fit_the_model(argv, message, mnist_dir, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_train(numpy_nn.train, argv, mnist_dir)
+    assert e.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_presets_for_the_cnn():
+    from common import flags
+    parser = flags.make_parser("x")
+    lenet = flags.parse_args(parser, ["--preset", "lenet"])
+    assert (lenet.model, lenet.channels, lenet.kernel_size, lenet.hidden) == ("cnn", (6, 16), 5, (120, 84))
+    cnn = flags.parse_args(parser, ["--preset", "cnn", "--epochs", "2"])
+    assert cnn.model == "cnn" and cnn.batch_norm and cnn.epochs == 2

@@ -1,0 +1,46 @@
+"""The benchmark's bare loops compute what the trainers compute: a faster baseline doing other math would
+make every ratio meaningless. One epoch from the same weights on the same batches, float64."""
+import sys
+
+import numpy as np
+import pytest
+
+from common import cli, flags, loop
+from conftest import ROOT
+import numpy_nn.train
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bare  # noqa: E402
+
+CASES = {"mlp": ["--hidden", "128,64"],
+         "cnn": ["--model", "cnn", "--channels", "4,8", "--kernel-size", "3", "--hidden", "16", "--batch-norm"]}
+
+
+@pytest.mark.parametrize("model", CASES)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_bare_numpy_loop_is_numpy_nn(model, optimizer, mnist_dir):
+    parser = flags.make_parser("t")
+    argv = [*CASES[model], "--dtype", "float64", "--dropout", "0", "--optimizer", optimizer, "--weight-decay", "0",
+            "--lr", "0.01" if optimizer == "sgd" else "1e-3", "--limit-train", "640", "--val-size", "0",
+            "--data-dir", str(mnist_dir), "--quiet", "--threads", "1"]
+    args = flags.parse_args(parser, argv + (["--momentum", "0.9"] if optimizer == "sgd" else []))
+    data = cli.load_data(args)
+    trainer = numpy_nn.train.Trainer(args)
+    x, y = trainer.place(data.x_train, data.y_train)
+    loop.train_epoch(trainer, x, y, args, 0)
+    epoch = (bare.numpy_cnn if model == "cnn" else bare.numpy_mlp)(data, args)
+    epoch(0)
+    ours = [p for name, p in trainer.model.params.items()]
+    theirs = epoch.params
+    if model == "cnn":  # the bare loop keeps kernels as (C_out, k*k*C_in) in channels-last patch order
+        order = [n for n in trainer.model.params if n.startswith("conv") and n.endswith(".W")]
+        norms = [n for n in trainer.model.params if n.startswith("conv") and "_bn." in n]
+        rest = [n for n in trainer.model.params if n not in order + norms]
+        k = args.kernel_size
+        kernels = [W.reshape(len(W), k, k, -1).transpose(0, 3, 1, 2) for W in theirs[:len(order)]]
+        theirs = dict(zip(order + norms + rest, kernels + theirs[len(order):]))
+        ours = trainer.model.params
+        assert all(np.abs(ours[n] - theirs[n]).max() < 1e-10 for n in ours), \
+            {n: np.abs(ours[n] - theirs[n]).max() for n in ours}
+    else:
+        assert len(ours) == len(theirs) and all(np.abs(a - b).max() < 1e-10 for a, b in zip(ours, theirs))
