@@ -32,6 +32,16 @@ def numpy_update(params, grads, args):
     return update
 
 
+def softmax_grad(z, y):
+    """The gradient of the mean cross-entropy with respect to the logits z, in place: (softmax - onehot) / N."""
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    z[np.arange(len(y)), y] -= 1
+    z /= len(y)
+    return z
+
+
 def numpy_mlp(data, args):
     """784-128-64-10 ReLU MLP, softmax cross-entropy, backprop and the update, inline."""
     p = numpy_nn.model.build(args).params
@@ -41,17 +51,11 @@ def numpy_mlp(data, args):
 
     def epoch(e):
         for x, y in data_loader.batches(data.x_train, data.y_train, args.batch_size, args.seed, e):
-            n = len(y)
             h1 = x @ W1 + b1
             np.maximum(h1, 0, out=h1)
             h2 = h1 @ W2 + b2
             np.maximum(h2, 0, out=h2)
-            z = h2 @ W3 + b3
-            z -= z.max(axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= z.sum(axis=1, keepdims=True)
-            z[np.arange(n), y] -= 1
-            z /= n
+            z = softmax_grad(h2 @ W3 + b3, y)
             dh2 = z @ W3.T
             dh2 *= h2 > 0
             dh1 = dh2 @ W2.T
@@ -111,12 +115,7 @@ def numpy_cnn(data, args):
             flat = a.transpose(0, 3, 1, 2).reshape(n, -1)                          # torch's (C, H, W) order
             hidden, bn1 = bn_forward(flat @ W1, g1, be1)
             np.maximum(hidden, 0, out=hidden)
-            z = hidden @ W2 + b2
-            z -= z.max(axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= z.sum(axis=1, keepdims=True)
-            z[np.arange(n), y] -= 1
-            z /= n
+            z = softmax_grad(hidden @ W2 + b2, y)
             dW2, db2 = hidden.T @ z, z.sum(0)
             dhidden, dg1, dbe1 = bn_backward((z @ W2.T) * (hidden > 0), bn1)
             dW1 = flat.T @ dhidden

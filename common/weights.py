@@ -81,3 +81,17 @@ def read_file(path: Path) -> tuple[dict, dict]:
         raise RunError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())[:120]})") from None
     check_finite(arrays, path)
     return arrays, meta
+
+
+def read_any(path: Path, readers: dict) -> tuple[dict, dict]:
+    """(arrays under torch's names, metadata) of a weights file, by its kind: safetensors here, the others by
+    the twin's own readers (suffix -> function of the path)."""
+    kind = path.suffix.lower()
+    if not path.is_file():
+        raise RunError(f"{path}: no such file")
+    if kind == ".safetensors":
+        return read_file(path)
+    if kind in readers:
+        return readers[kind](path), {}
+    raise RunError(f"{path}: unknown kind of weights file {path.suffix!r}; expected .safetensors or "
+                   f"{' or '.join(readers)}")

@@ -33,16 +33,12 @@ def read_npz(path: Path, model) -> dict:
     return {k: np.array(v) for k, v in model.state_dict().items()}
 
 
+def refuse_pickle(path: Path):
+    raise RunError(f"{path}: a PyTorch pickle, which numpy_nn does not read (it imports no torch); evaluate it "
+                   f"with pytorch_nn/train.py --evaluate {path}")
+
+
 def read_weights(path: Path, args) -> tuple[dict, dict]:
     """(arrays under torch's names, metadata) of a weights file, by its kind."""
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise RunError(f"{path}: no such file")
-    if suffix == ".safetensors":
-        return weights.read_file(path)
-    if suffix == ".npz":
-        return read_npz(path, build(args)), {}
-    if suffix in (".pt", ".pth"):
-        raise RunError(f"{path}: a PyTorch pickle, which numpy_nn does not read (it imports no torch); evaluate it "
-                       f"with pytorch_nn/train.py --evaluate {path}")
-    raise RunError(f"{path}: unknown kind of weights file {path.suffix!r}; expected .safetensors (or numpy_nn's .npz)")
+    return weights.read_any(path, {".npz": lambda p: read_npz(p, build(args)), ".pt": refuse_pickle,
+                                   ".pth": refuse_pickle})

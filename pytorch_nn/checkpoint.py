@@ -30,13 +30,5 @@ def read_pth(path: Path) -> dict:
 
 def read_weights(path: Path, args) -> tuple[dict, dict]:
     """(arrays under torch's names, metadata) of a weights file, by its kind."""
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise RunError(f"{path}: no such file")
-    if suffix == ".safetensors":
-        return weights.read_file(path)
-    if suffix == ".npz":
-        return numpy_nn.checkpoint.read_npz(path, numpy_nn.model.build(args)), {}
-    if suffix in (".pt", ".pth"):
-        return read_pth(path), {}
-    raise RunError(f"{path}: unknown kind of weights file {path.suffix!r}; expected .safetensors, .pt/.pth or .npz")
+    return weights.read_any(path, {".pt": read_pth, ".pth": read_pth,
+                                   ".npz": lambda p: numpy_nn.checkpoint.read_npz(p, numpy_nn.model.build(args))})

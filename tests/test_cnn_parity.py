@@ -6,8 +6,7 @@ import pytest
 import data_loader
 import numpy_nn.train
 import pytorch_nn.train
-from conftest import run_train
-from test_parity import CLI_TOL, LOSS_RTOL, WEIGHT_TOL, losses_and_weights, make_args
+from test_parity import LOSS_RTOL, WEIGHT_TOL, assert_cli_histories_agree, losses_and_weights, make_args
 
 SMALL = ["--model", "cnn", "--channels", "4,8", "--kernel-size", "3", "--hidden", "16", "--batch-norm",
          "--batch-size", "32"]
@@ -42,17 +41,7 @@ def test_cnn_step_by_step_parity(case, images64):
 
 
 def test_cnn_cli_histories_agree(mnist_dir, tmp_path):
-    argv = [*SMALL, "--dtype", "float64", "--dropout", "0", "--limit-train", "1000", "--val-size", "500",
-            "--epochs", "2", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.02", "--threads", "1"]
-    runs = {}
-    for name, module in (("numpy", numpy_nn.train), ("pytorch", pytorch_nn.train)):
-        code, runs[name] = run_train(module, [*argv, "--out", str(tmp_path / name)], mnist_dir)
-        assert code == 0
-    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
-        a = np.array([e[key] for e in runs["numpy"]["epochs"]])
-        b = np.array([e[key] for e in runs["pytorch"]["epochs"]])
-        np.testing.assert_allclose(a, b, rtol=CLI_TOL, atol=0, err_msg=key)
-    assert runs["numpy"]["test_loss"] == pytest.approx(runs["pytorch"]["test_loss"], rel=CLI_TOL)
+    assert_cli_histories_agree([*SMALL, "--limit-train", "1000", "--epochs", "2"], mnist_dir, tmp_path)
 
 
 def test_cnn_weight_interchange_with_batch_norm_statistics(images64):

@@ -69,8 +69,13 @@ def test_step_by_step_parity(case, mnist64):
 
 
 def test_cli_histories_agree(mnist_dir, tmp_path):
-    argv = ["--dtype", "float64", "--dropout", "0", "--limit-train", "2000", "--val-size", "500",
-            "--epochs", "3", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.02", "--threads", "1"]
+    assert_cli_histories_agree(["--limit-train", "2000", "--epochs", "3"], mnist_dir, tmp_path)
+
+
+def assert_cli_histories_agree(extra, mnist_dir, tmp_path):
+    """Both train.py CLIs with the same flags in float64: the same history.json figures, epoch by epoch."""
+    argv = ["--dtype", "float64", "--dropout", "0", "--val-size", "500", "--optimizer", "sgd", "--momentum", "0.9",
+            "--lr", "0.02", "--threads", "1", *extra]
     runs = {}
     for name, module in (("numpy", numpy_nn.train), ("pytorch", pytorch_nn.train)):
         code, runs[name] = run_train(module, [*argv, "--out", str(tmp_path / name)], mnist_dir)
