@@ -2,7 +2,7 @@
 twin against bare loops of the same math (benchmarks/bare.py).
 
     python benchmarks/epoch_bench.py [--model mlp|cnn] [--batch-sizes 64,512] [--repeats 5] [--threads N]
-                                     [--optimizer sgd|adam] [--compile] [--memory] [--json]
+                                     [--optimizer sgd|adam] [--compile] [--memory] [--limit-train N] [--json]
 
 In one process, interleaved (so drift on a shared machine hits every variant alike), median of --repeats
 epochs after a warm-up epoch (which for a compiled variant includes compiling; reported apart):
@@ -13,7 +13,8 @@ epochs after a warm-up epoch (which for a compiled variant includes compiling; r
   bare torch c-last     (CNN) the fused loop with the model and images in channels_last memory format
   pytorch_nn            pytorch_nn's Trainer (fused optimizer, its default)
   pytorch_nn for-each   with --no-fused
-  pytorch_nn compiled   with --compile (only with this script's --compile: compiling takes a minute)
+  pytorch_nn compiled   with --compile, and with --compile --no-fused (only with this script's --compile:
+                        compiling takes a minute the first time, seconds once torch's cache has it)
 ratio: each twin's median against the fastest bare loop of its own library. --memory adds each variant's
 peak resident memory, one epoch in a process of its own. Speed is measured here, never asserted in a test.
 """
@@ -52,13 +53,14 @@ VARIANTS = {
     "pytorch_nn": lambda d, a: framework(pytorch_nn.train, d, a),
     "pytorch_nn for-each": lambda d, a: framework(pytorch_nn.train, d, a, fused=False),
     "pytorch_nn compiled": lambda d, a: framework(pytorch_nn.train, d, a, compile=True),
+    "pytorch_nn compiled for-each": lambda d, a: framework(pytorch_nn.train, d, a, compile=True, fused=False),
 }
 LIBRARY = {"numpy": ["bare numpy"], "torch": ["bare torch", "bare torch fused", "bare torch c-last"]}
 
 
 def chosen(opts) -> list[str]:
     names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")]
-    return [n for n in names if n != "pytorch_nn compiled" or opts.compile]
+    return [n for n in names if "compiled" not in n or opts.compile]
 
 
 def trainer_args(batch_size, opts):
@@ -70,6 +72,7 @@ def trainer_args(batch_size, opts):
             "--threads", str(opts.threads), "--quiet", "--device", "cpu", "--dropout", "0",
             "--optimizer", opts.optimizer, "--lr", "0.01" if opts.optimizer == "sgd" else "1e-3", "--weight-decay", "0"]
     argv += ["--data-dir", opts.data_dir] if opts.data_dir else []
+    argv += ["--limit-train", str(opts.limit_train)] if opts.limit_train else []
     return flags.parse_args(parser, argv + (["--momentum", "0.9"] if opts.optimizer == "sgd" else []))
 
 
@@ -112,7 +115,8 @@ def run(opts):
                 if r["variant"] in fw:
                     r["ratio_to_bare"] = r["median_s"] / floor
         if opts.memory:
-            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:  # a fresh
+                # process per variant: ru_maxrss is the peak of the whole process
                 for r in batch_rows:
                     r["peak_mb"] = pool.submit(peak_memory, r["variant"], bs, opts).result()
         rows += batch_rows
@@ -125,12 +129,12 @@ def table(result) -> str:
     lines = [f"{result['machine']}, {result['threads']} threads, {result['model']}, float32, {result['optimizer']}, "
              f"{result['train_samples']} images/epoch, median of {result['repeats']}; "
              f"matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s",
-             f"{'variant':20s} {'batch':>5s} {'median s':>9s} {'min-max s':>13s} {'ratio':>6s} {'GFLOP/s':>8s} "
+             f"{'variant':28s} {'batch':>5s} {'median s':>9s} {'min-max s':>13s} {'ratio':>6s} {'GFLOP/s':>8s} "
              f"{'% peak':>7s} {'1st epoch':>9s}" + (f" {'peak MB':>8s}" if "peak_mb" in result["rows"][0] else "")]
     for r in result["rows"]:
         ratio = f"{r['ratio_to_bare']:.2f}" if "ratio_to_bare" in r else ""
         memory = f" {r['peak_mb']:8.0f}" if "peak_mb" in r else ""
-        lines.append(f"{r['variant']:20s} {r['batch_size']:5d} {r['median_s']:9.3f} {r['min_s']:6.3f}-{r['max_s']:<6.3f} "
+        lines.append(f"{r['variant']:28s} {r['batch_size']:5d} {r['median_s']:9.3f} {r['min_s']:6.3f}-{r['max_s']:<6.3f} "
                      f"{ratio:>6s} {r['gflops']:8.1f} {100 * r['gflops'] / result['matmul_peak_gflops']:6.1f}% "
                      f"{r['first_epoch_s']:9.2f}{memory}")
     return "\n".join(lines)
@@ -146,6 +150,7 @@ def main(argv=None):
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--compile", action="store_true", help="add pytorch_nn with --compile (a minute of compiling)")
     p.add_argument("--memory", action="store_true", help="add each variant's peak memory (one process each)")
+    p.add_argument("--limit-train", type=flags.number(int, 1), help="images per epoch (default: all 55,000)")
     p.add_argument("--data-dir")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     opts = p.parse_args(argv)

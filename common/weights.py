@@ -50,7 +50,7 @@ def write_file(path: Path, arrays: dict, metadata: dict) -> None:
     from safetensors.numpy import save_file
     header = {"format": FORMAT, **metadata}
     with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
+        save_file({k: np.asarray(v, order="C") for k, v in arrays.items()}, str(tmp),  # (0-d stays 0-d)
                   metadata={k: json.dumps(jsonable(v)) for k, v in header.items()})
 
 

@@ -151,7 +151,7 @@ class Store:
             record = {k: v for k, v in result.items() if k not in ("test_pred", "weights")}
             arrays = {"test_pred": result["test_pred"], **{f"weights.{k}": v for k, v in result["weights"].items()}}
             with atomic_path(folder / "arrays.safetensors") as tmp:
-                save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+                save_file({k: np.asarray(v, order="C") for k, v in arrays.items()}, str(tmp))
         write_json(folder / "result.json", {"job": fn.__name__, "argv": list(args[2]), "result": record})
 
 

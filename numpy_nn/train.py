@@ -56,6 +56,7 @@ class Trainer:
         self.opt = make_optimizer(args, self.model)
         self.epoch = 0
         self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common/loop.py)
+        self.to_host = np.asarray if self.xp is np else self.xp.asnumpy
 
     def place(self, x, y):
         return self.xp.asarray(x), self.xp.asarray(y)
@@ -69,14 +70,13 @@ class Trainer:
         return (float(loss), int(correct)) if self.sync_every_step else (loss, correct)
 
     def host(self, values):
-        values = self.xp.stack(values)
-        return values if self.xp is np else self.xp.asnumpy(values)
+        return self.to_host(self.xp.stack(values))
 
     def predict(self, x):
         self.model.train(False)
         logits = self.model.forward(self.xp.asarray(x))
         self.model.train(True)
-        return logits if self.xp is np else self.xp.asnumpy(logits)
+        return self.to_host(logits)
 
     @property
     def lr(self):
@@ -92,8 +92,7 @@ class Trainer:
 
     def weights(self):
         """A snapshot of every tensor under torch's names and layouts, on the host."""
-        host = np.asarray if self.xp is np else self.xp.asnumpy
-        return {k: np.array(host(v), order="C") for k, v in self.model.state_dict().items()}
+        return {k: np.array(self.to_host(v), order="C") for k, v in self.model.state_dict().items()}
 
     def load_weights(self, arrays):
         self.model.load_state_dict(arrays)
@@ -105,9 +104,8 @@ class Trainer:
         """Everything a resumed run needs besides the loop's progress: weights and buffers, the optimizer's
         state, the schedule's position and the dropout generator's (on the CPU; CuPy's cannot be saved)."""
         moments, numbers = self.opt.state_dict()
-        host = np.asarray if self.xp is np else self.xp.asnumpy
         arrays = {**{f"model.{k}": v for k, v in self.weights().items()},
-                  **{f"optimizer.{k}": host(v) for k, v in moments.items()}}
+                  **{f"optimizer.{k}": self.to_host(v) for k, v in moments.items()}}
         rng = self.model.mask_rng.bit_generator.state if self.xp is np else None
         return arrays, {"optimizer": numbers, "epoch": self.epoch, "rng": rng}
 

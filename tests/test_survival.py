@@ -71,6 +71,23 @@ def test_interrupted_then_resumed_equals_uninterrupted(impl, signum, code, mnist
 
 
 @pytest.mark.parametrize("impl", TRAINERS)
+def test_cnn_interrupted_then_resumed_equals_uninterrupted(impl, mnist_dir, tmp_path, monkeypatch):
+    """The CNN too: batch-norm statistics, channels_last tensors in pytorch_nn, dropout on the dense layer."""
+    module = TRAINERS[impl]
+    cnn = [*QUICK, "--epochs", "2", "--model", "cnn", "--channels", "4,8", "--hidden", "16", "--batch-norm",
+           "--dropout", "0.3", "--limit-train", "640", "--save-model"]
+    assert run_train(module, [*cnn, "--out", str(tmp_path / "straight")], mnist_dir)[0] == 0
+    with monkeypatch.context() as m:
+        signal_at_step(m, module, 13)  # epoch 2 of 10 steps, under way
+        assert run_train(module, [*cnn, "--out", str(tmp_path / "cut")], mnist_dir)[0] == 130
+    code, resumed = run_train(module, ["--resume", str(tmp_path / "cut")], mnist_dir)
+    straight = json.loads((tmp_path / "straight" / "history.json").read_text())
+    assert code == 0 and comparable(resumed) == comparable(straight)
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(np.array_equal(a[k], b[k]) for k in a) and "conv2_bn.running_var" in a
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
 def test_periodic_checkpoints_and_resume_from_an_epoch_boundary(impl, mnist_dir, tmp_path, monkeypatch):
     """A crash (here SIGTERM at step 70, the checkpoint of epoch 2 already written) loses at most an epoch."""
     module, out = TRAINERS[impl], tmp_path / "run"
