@@ -78,6 +78,7 @@ def trainer_args(batch_size, opts):
 
 def peak_memory(name, batch_size, opts) -> float:
     """MB of peak resident memory of a process that builds this variant and trains one epoch."""
+    machine.keep_freed_memory()
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
     args = trainer_args(batch_size, opts)
@@ -86,6 +87,7 @@ def peak_memory(name, batch_size, opts) -> float:
 
 
 def run(opts):
+    machine.keep_freed_memory()  # as the train.py processes do: every variant alike
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
     rows, peak = [], machine.matmul_peak_gflops(opts.threads)

@@ -101,6 +101,7 @@ def main(argv=None):
     p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="the network and recipe (default: %(default)s)")
     p.add_argument("--data-dir")
     opts = p.parse_args(argv)
+    machine.keep_freed_memory()
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
     data = data_loader.load_mnist(opts.data_dir, images=PRESETS[opts.preset].get("model") == "cnn")

@@ -91,6 +91,7 @@ def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
     try:
         checkpoint = prepare(args, given, trainer_cls.name)
         threadpool_limits(args.threads)  # after prepare: a resumed run takes the threads it recorded
+        machine.keep_freed_memory()
         data = load_data(args)
         trainer = trainer_cls(args)
         if args.evaluate:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.metadata
 import math
 import os
@@ -24,6 +25,18 @@ def available_memory() -> int | None:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     return None
+
+
+def keep_freed_memory() -> None:
+    """Keep freed memory in the process's heap instead of handing it back to the system (glibc's malloc).
+    By default a large block (an activation, a gradient) is mmap-ed fresh each step and unmapped when freed,
+    so every step page-faults new memory in and the kernel zeroes it: measured here, 94 faults per numpy_nn
+    CNN step (30 with this) and 340 per pytorch_nn step (55), and numpy_nn's step 17 % faster. Applied
+    alike to both twins; a no-op where the C library is not glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: blocks below 1 GiB come from the heap
+        libc.mallopt(-1, 2 << 30)  # M_TRIM_THRESHOLD: keep up to 2 GiB of free heap for the next step
 
 
 def cpu_name() -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from common import cli, flags, loop
+from common import cli, flags, loop, machine
 from common.files import atomic_path, write_json
 
 IMPLS = {"numpy": "numpy_nn.train", "pytorch": "pytorch_nn.train"}
@@ -160,9 +160,11 @@ def _nan(d: dict) -> dict:
     return {k: math.nan if v is None and k.endswith(("_loss", "_acc")) else v for k, v in d.items()}
 
 
-def ignore_ctrl_c():
-    """In a worker: Ctrl-C is the parent's to handle (it ends the workers itself), so no traceback here."""
+def start_worker():
+    """In a worker: Ctrl-C is the parent's to handle (it ends the workers itself), so no traceback here; and
+    the same allocator setting as a train.py process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    machine.keep_freed_memory()
 
 
 class Workers:
@@ -179,7 +181,7 @@ class Workers:
             self.on_reuse()
             return hit
         if key not in self.pools:
-            self.pools[key] = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=ignore_ctrl_c)
+            self.pools[key] = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=start_worker)
         result = self.pools[key].submit(fn, *args).result()
         if stored:
             self.store.put(fn, args, result)
