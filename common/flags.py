@@ -129,12 +129,11 @@ def explicit(parser: argparse.ArgumentParser, argv) -> set[str]:
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse, letting a --preset supply defaults that explicit flags override; check flag combinations."""
-    args = parser.parse_args(argv)
-    if args.preset:
-        parser.set_defaults(**PRESETS[args.preset])
-        args = parser.parse_args(argv)
-    given = explicit(parser, argv)
+    """Parse, letting a --preset supply values that explicit flags override; check flag combinations."""
+    args, given = parser.parse_args(argv), explicit(parser, argv)
+    for k, v in PRESETS[args.preset].items() if args.preset else ():
+        if k not in given:
+            setattr(args, k, v)
     for flag, model in ONLY_FOR.items():
         if flag in given and args.model != model:
             parser.error(f"--{flag.replace('_', '-')} applies to --model {model}, not {args.model}")
