@@ -73,8 +73,14 @@ class Conv2d:
         shape = (n * out_hw[0] * out_hw[1], self.k * self.k * c)
         if self.cols is None or self.cols.shape != shape or self.cols.dtype != x.dtype:
             self.cols = xp.empty(shape, x.dtype)
-        patches = window_view(xp, self._pad(channels_last(x)), self.k, self.stride, out_hw)
-        self.cols.reshape(patches.shape)[...] = patches           # im2col: the one copy, (N*Ho*Wo, k*k*C)
+        padded = self._pad(channels_last(x))
+        if c == 1:  # im2col by kernel offset: k*k strided copies of whole images beat N*Ho*Wo copies of k*k pixels
+            cols = self.cols.reshape(n, *out_hw, self.k, self.k, 1)
+            for i, j, rows, cols_j in offsets(self.k, self.stride, out_hw):
+                cols[:, :, :, i, j] = padded[:, rows, cols_j]
+        else:       # im2col by patch: each copies k rows of k*C contiguous numbers
+            patches = window_view(xp, padded, self.k, self.stride, out_hw)
+            self.cols.reshape(patches.shape)[...] = patches       # im2col: the one copy, (N*Ho*Wo, k*k*C)
         self.x_shape = x.shape
         out = self.cols @ self.matrix(self.params["W"]).T        # (N*Ho*Wo, C_out)
         if "b" in self.params:
@@ -159,15 +165,21 @@ class MaxPool2d:
         tiles = self.stride == self.k and h % self.k == 0 and w % self.k == 0
         blank = xp.empty if tiles else xp.zeros
         drows = blank((n, h, dt.shape[2], c), dout.dtype)
-        for i, t in enumerate(self.taps(h)):
-            if overlapping:
-                drows[:, t] += dt * (self.rows_max == i)
-            else:
-                xp.multiply(dt, self.rows_max == i, out=drows[:, t])
+        self.route(xp, dt, self.rows_max, [(slice(None), t) for t in self.taps(h)], drows, overlapping)
         dx = blank(self.x_shape, dout.dtype)
-        for j, t in enumerate(self.taps(w)):
-            if overlapping:
-                dx[:, :, t] += drows * (self.cols_max == j)
-            else:
-                xp.multiply(drows, self.cols_max == j, out=dx[:, :, t])
+        self.route(xp, drows, self.cols_max, [(slice(None), slice(None), t) for t in self.taps(w)], dx, overlapping)
         return nchw(dx)
+
+    @staticmethod
+    def route(xp, d, winner, taps, out, overlapping):
+        """out[taps[t]] gets d where tap t won. Without overlap, tap 0's share is d minus the others' (each
+        element of d goes to exactly one tap): one subtraction instead of a comparison and a product."""
+        if overlapping:
+            for t, where in enumerate(taps):
+                out[where] += d * (winner == t)
+            return
+        for t, where in enumerate(taps[1:], start=1):
+            xp.multiply(d, winner == t, out=out[where])
+        out[taps[0]] = d if len(taps) == 1 else xp.subtract(d, out[taps[1]], out=out[taps[0]])
+        for where in taps[2:]:
+            out[taps[0]] -= out[where]

@@ -2,9 +2,12 @@
 
 Training: normalize with the batch's mean and biased variance, then scale by gamma and shift by beta; the
 running statistics move towards the batch's by `momentum`, the variance's with the unbiased estimate, as
-torch does. Evaluation: normalize with the running statistics. Both kinds work on a 2-D (rows, channels)
-view: for BatchNorm2d the rows are every (n, y, x) position, which is a view when the input is
-channels-last in memory, as Conv2d's output is.
+torch does. Evaluation: normalize with the running statistics.
+
+Both kinds work on a 2-D view whose columns cycle through the channels: (N, C) for BatchNorm1d, and for
+BatchNorm2d (N*H, W*C), which is a view when the input is channels-last in memory, as Conv2d's output is.
+Its rows are W pixels long rather than one: NumPy pays a fixed cost per row of an elementwise operation,
+which for rows of 32 channels doubled the layer's time; the per-channel vectors are tiled W times to match.
 """
 import numpy as np
 
@@ -18,27 +21,32 @@ class BatchNorm1d:
         self.grads = {name: xp.zeros_like(p) for name, p in self.params.items()}
         self.running_mean, self.running_var = xp.zeros(channels, dtype), xp.ones(channels, dtype)
         self.num_batches_tracked = np.zeros((), np.int64)  # torch keeps the count; it travels with the weights
-        self.ones = None  # reused (M,) vector of ones for column sums
+        self.ones = None  # reused vector of ones for column sums
 
     def to_rows(self, x):
+        """x as rows of channels: (N, C)."""
         return x
 
     def from_rows(self, rows, shape):
         return rows
 
-    def column_sums(self, a):
-        """(M, C) -> (C,): the sum over rows as a matrix-vector product (10x numpy's reduction here)."""
+    def channel_sums(self, a):
+        """(M, r*C) -> (C,): each channel's sum, as one matrix-vector product (10x numpy's reduction here)."""
         if self.ones is None or len(self.ones) != len(a) or self.ones.dtype != a.dtype:
             self.ones = self.xp.ones(len(a), a.dtype)
-        return self.ones @ a
+        return (self.ones @ a).reshape(-1, len(self.running_mean)).sum(axis=0)
+
+    def tiled(self, v, a):
+        """(C,) -> (r*C,): a per-channel vector laid out as a row of a."""
+        return self.xp.tile(v, a.shape[1] // len(v))
 
     def forward(self, x):
-        xp, rows = self.xp, self.to_rows(x)                     # (M, C)
-        m = len(rows)
+        xp, rows = self.xp, self.to_rows(x)                     # (M/r, r*C)
+        m = rows.size // len(self.running_mean)                 # values per channel
         if self.training:
-            mean = self.column_sums(rows) / m
-            self.centered = rows - mean
-            var = xp.einsum("ij,ij->j", self.centered, self.centered) / m  # biased variance normalizes
+            mean = self.channel_sums(rows) / m
+            self.centered = rows - self.tiled(mean, rows)
+            var = xp.einsum("ij,ij->j", self.centered, self.centered).reshape(-1, len(mean)).sum(axis=0) / m
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -46,28 +54,29 @@ class BatchNorm1d:
             self.num_batches_tracked += 1
         else:
             var = self.running_var
-            self.centered = rows - self.running_mean
+            self.centered = rows - self.tiled(self.running_mean, rows)
         self.inv_std = 1 / xp.sqrt(var + self.eps)               # (C,)
         self.scale = self.params["gamma"] * self.inv_std         # out = centered * scale + beta = gamma * xhat + beta
-        out = self.centered * self.scale
-        out += self.params["beta"]
+        out = self.centered * self.tiled(self.scale, rows)
+        out += self.tiled(self.params["beta"], rows)
         self.used_batch = self.training
         return self.from_rows(out, x.shape)
 
     def backward(self, dout):
         """dx, with dgamma and dbeta assigned. In training mode the batch mean and variance depend on every
-        row, which gives the two correction terms; in evaluation mode the statistics are constants.
+        value, which gives the two correction terms; in evaluation mode the statistics are constants.
         With xhat = centered * inv_std: dgamma = sum(dout * xhat), dbeta = sum(dout),
         dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M) (the last two in training only)."""
-        xp, d = self.xp, self.to_rows(dout)                      # (M, C)
-        m = len(d)
-        dgamma = self.grads["gamma"]
-        dgamma[...] = xp.einsum("ij,ij->j", d, self.centered) * self.inv_std
-        self.grads["beta"][...] = self.column_sums(d)
-        dx = d * self.scale
+        xp, d = self.xp, self.to_rows(dout)                      # (M/r, r*C)
+        c = len(self.running_mean)
+        m = d.size // c
+        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        dgamma[...] = xp.einsum("ij,ij->j", d, self.centered).reshape(-1, c).sum(axis=0) * self.inv_std
+        dbeta[...] = self.channel_sums(d)
+        dx = d * self.tiled(self.scale, d)
         if self.used_batch:
-            dx -= self.centered * (self.scale * self.inv_std * dgamma / m)
-            dx -= self.scale * self.grads["beta"] / m
+            dx -= self.centered * self.tiled(self.scale * self.inv_std * dgamma / m, d)
+            dx -= self.tiled(self.scale * dbeta / m, d)
         return self.from_rows(dx, dout.shape)
 
     def torch_layout(self, t):
@@ -90,7 +99,8 @@ class BatchNorm2d(BatchNorm1d):
     """(N, C, H, W) -> (N, C, H, W), statistics over N, H and W for each of the C channels."""
 
     def to_rows(self, x):
-        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])  # (N*H*W, C); a copy only if x is NCHW in memory
+        n, c, h, w = x.shape
+        return x.transpose(0, 2, 3, 1).reshape(n * h, w * c)  # (N*H, W*C); a copy only if x is NCHW in memory
 
     def from_rows(self, rows, shape):
         n, c, h, w = shape
