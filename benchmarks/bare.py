@@ -67,7 +67,7 @@ def numpy_mlp(data, args):
 
 
 def numpy_cnn(data, args):
-    """The CNN (conv k x k 'same', batch norm, ReLU, 2x2 max pool per block; flatten; dense with batch norm;
+    """The CNN (conv k x k 'same', batch norm, 2x2 max pool, ReLU per block; flatten; dense with batch norm;
     no biases before batch norm) as bare functions on channels-last arrays: im2col by stride tricks and one
     product per convolution, col2im one product per kernel offset, pooling by a 2x2 reshape, batch-norm
     sums by BLAS."""
@@ -105,13 +105,13 @@ def numpy_cnn(data, args):
                 cols = np.lib.stride_tricks.as_strided(padded, (n, h, h, k, k, c), (s[0], s[1], s[2], s[1], s[2], s[3]))
                 cols = cols.reshape(n * h * h, -1)                                  # im2col, one copy
                 z, bn = bn_forward(cols @ W.T, gamma, beta)
-                np.maximum(z, 0, out=z)
                 z4 = z.reshape(n, h, h, len(W))
                 left, right = z4[:, :, 0::2], z4[:, :, 1::2]            # 2x2 max pool, separably: columns,
                 col_win, m = right > left, np.maximum(left, right)
                 top, bottom = m[:, 0::2], m[:, 1::2]                     # then rows; ties keep the first
                 row_win, a = bottom > top, np.maximum(top, bottom)
-                caches.append((padded.shape, cols, bn, z, col_win, row_win))
+                np.maximum(a, 0, out=a)                                     # ReLU after pooling: same numbers
+                caches.append((padded.shape, cols, bn, a, col_win, row_win))
             flat = a.transpose(0, 3, 1, 2).reshape(n, -1)                          # torch's (C, H, W) order
             hidden, bn1 = bn_forward(flat @ W1, g1, be1)
             np.maximum(hidden, 0, out=hidden)
@@ -122,7 +122,8 @@ def numpy_cnn(data, args):
             d = (dhidden @ W1.T).reshape(n, a.shape[3], a.shape[1], a.shape[2]).transpose(0, 2, 3, 1)
             conv_grads, norm_grads = [], []
             for i in reversed(range(len(convs))):
-                padded_shape, cols, bn, z, col_win, row_win = caches[i]
+                padded_shape, cols, bn, a, col_win, row_win = caches[i]
+                d = d * (a > 0)
                 c_out, h = convs[i].shape[0], padded_shape[1] - 2 * pad
                 dm = np.empty(col_win.shape, d.dtype)
                 np.multiply(d, ~row_win, out=dm[:, 0::2])
@@ -130,8 +131,7 @@ def numpy_cnn(data, args):
                 dz = np.empty((n, h, h, c_out), d.dtype)
                 np.multiply(dm, ~col_win, out=dz[:, :, 0::2])
                 np.multiply(dm, col_win, out=dz[:, :, 1::2])
-                dz = dz.reshape(-1, c_out) * (z > 0)
-                dz, dgamma, dbeta = bn_backward(dz, bn)
+                dz, dgamma, dbeta = bn_backward(dz.reshape(-1, c_out), bn)
                 conv_grads.insert(0, dz.T @ cols)
                 norm_grads[:0] = [dgamma, dbeta]
                 if i:

@@ -20,10 +20,12 @@ PRESETS = {
     # where the paper had tanh-like units and subsampling, and "same" padding where it padded digits to 32x32.
     "lenet": dict(model="cnn", channels=(6, 16), kernel_size=5, hidden=(120, 84), dropout=0.0, optimizer="adamw",
                   lr=2e-3, weight_decay=0.05, schedule="cosine", epochs=12, batch_size=64),
-    # The best plain CNN found within numpy_nn's 10 minutes on 2 cores: two conv + batch-norm blocks of 3x3
-    # kernels, a batch-normalized hidden layer with heavy dropout, AdamW, cosine, all 60,000 images (the recipe
-    # was chosen on the 5,000 held out). No augmentation, no ensembles.
-    "cnn": dict(model="cnn", channels=(32, 64), kernel_size=3, hidden=(128,), batch_norm=True, dropout=0.5,
-                optimizer="adamw", lr=2e-3, weight_decay=0.05, schedule="cosine", epochs=15, batch_size=128, val_size=0),
+    # The best plain CNN found within numpy_nn's 10 minutes on 2 cores: three conv + batch-norm blocks of 3x3
+    # kernels, a batch-normalized hidden layer with heavy dropout, AdamW, cosine, all 60,000 images. Chosen on
+    # 5,000 held-out images (pytorch_nn, seed 1, 15 epochs): channels 32,64,128 reached 99.50 % there (loss
+    # 0.018), 32,64 99.26 % (0.027), 16,32,64 99.36 % (0.021); 12 epochs keep numpy_nn near 9 minutes.
+    # No augmentation, no ensembles.
+    "cnn": dict(model="cnn", channels=(32, 64, 128), kernel_size=3, hidden=(128,), batch_norm=True, dropout=0.5,
+                optimizer="adamw", lr=2e-3, weight_decay=0.05, schedule="cosine", epochs=12, batch_size=128, val_size=0),
 }
 DEFAULT = PRESETS["default"]

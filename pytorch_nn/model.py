@@ -43,8 +43,8 @@ class CNN(nn.Sequential):
             layers[f"conv{i}"] = Conv2d(c_in, c, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
             if batch_norm:
                 layers[f"conv{i}_bn"] = BatchNorm2d(c)
+            layers[f"pool{i}"] = MaxPool2d(2)  # before the activation, as numpy_nn (see there)
             layers[f"conv{i}_{activation}"] = ACTIVATIONS[activation]()
-            layers[f"pool{i}"] = MaxPool2d(2)
             c_in = c
         layers["flatten"] = Flatten()
         n_features = c_in * feature_side(channels, kernel_size) ** 2

@@ -121,6 +121,6 @@ def test_presets_for_the_cnn():
     lenet = flags.parse_args(parser, ["--preset", "lenet"])
     assert (lenet.model, lenet.channels, lenet.kernel_size, lenet.hidden) == ("cnn", (6, 16), 5, (120, 84))
     cnn = flags.parse_args(parser, ["--preset", "cnn", "--epochs", "2"])
-    assert cnn.model == "cnn" and cnn.batch_norm and cnn.epochs == 2 and cnn.channels == (32, 64)
+    assert cnn.model == "cnn" and cnn.batch_norm and cnn.epochs == 2 and cnn.channels == (32, 64, 128)
     plain = flags.parse_args(parser, [])  # the same parser: no preset's values linger
     assert plain.model == "mlp" and plain.channels is None and plain.val_size == 5000 and not plain.batch_norm
