@@ -105,7 +105,8 @@ def numpy_cnn(data, args):
                 cols = np.lib.stride_tricks.as_strided(padded, (n, h, h, k, k, c), (s[0], s[1], s[2], s[1], s[2], s[3]))
                 cols = cols.reshape(n * h * h, -1)                                  # im2col, one copy
                 z, bn = bn_forward(cols @ W.T, gamma, beta)
-                z4 = z.reshape(n, h, h, len(W))
+                e = h - h % 2                                               # pooling floors an odd side
+                z4 = z.reshape(n, h, h, len(W))[:, :e, :e]
                 left, right = z4[:, :, 0::2], z4[:, :, 1::2]            # 2x2 max pool, separably: columns,
                 col_win, m = right > left, np.maximum(left, right)
                 top, bottom = m[:, 0::2], m[:, 1::2]                     # then rows; ties keep the first
@@ -128,9 +129,10 @@ def numpy_cnn(data, args):
                 dm = np.empty(col_win.shape, d.dtype)
                 np.multiply(d, ~row_win, out=dm[:, 0::2])
                 np.multiply(d, row_win, out=dm[:, 1::2])
-                dz = np.empty((n, h, h, c_out), d.dtype)
-                np.multiply(dm, ~col_win, out=dz[:, :, 0::2])
-                np.multiply(dm, col_win, out=dz[:, :, 1::2])
+                dz = (np.zeros if h % 2 else np.empty)((n, h, h, c_out), d.dtype)
+                e = h - h % 2
+                np.multiply(dm, ~col_win, out=dz[:, :e, 0:e:2])
+                np.multiply(dm, col_win, out=dz[:, :e, 1:e:2])
                 dz, dgamma, dbeta = bn_backward(dz.reshape(-1, c_out), bn)
                 conv_grads.insert(0, dz.T @ cols)
                 norm_grads[:0] = [dgamma, dbeta]

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bare  # noqa: E402
 
 CASES = {"mlp": ["--hidden", "128,64"],
-         "cnn": ["--model", "cnn", "--channels", "4,8", "--kernel-size", "3", "--hidden", "16", "--batch-norm"]}
+         "cnn": ["--model", "cnn", "--channels", "4,8,8", "--kernel-size", "3", "--hidden", "16", "--batch-norm"]}
 
 
 @pytest.mark.parametrize("model", CASES)
