@@ -113,7 +113,7 @@ def plot_parity(steps: pd.DataFrame, path):
     for (case, g), c in zip(steps.groupby("case", sort=False), ["tab:blue", "tab:orange", "tab:red"]):
         exact = int((g["rel_diff"] == 0).sum())
         ax.plot(g["step"], g["rel_diff"].where(g["rel_diff"] > 0), ".-", color=c, markersize=3, linewidth=0.8,
-                label=case + (f" ({exact} steps exactly equal, not drawn)" if exact else ""))
+                label=case + (f" ({exact} step{'s' * (exact > 1)} exactly equal, not drawn)" if exact else ""))
     for name, eps in EPS.items():
         ax.axhline(eps, color="gray", linestyle=":", linewidth=1)
         ax.text(steps["step"].max(), eps * 0.45, f"{name} machine epsilon {eps:.1e}", fontsize=7, color="gray",
