@@ -75,9 +75,9 @@ class Conv2d:
             self.cols = xp.empty(shape, x.dtype)
         padded = self._pad(channels_last(x))
         if c == 1:  # im2col by kernel offset: k*k strided copies of whole images beat N*Ho*Wo copies of k*k pixels
-            cols = self.cols.reshape(n, *out_hw, self.k, self.k, 1)
-            for i, j, rows, cols_j in offsets(self.k, self.stride, out_hw):
-                cols[:, :, :, i, j] = padded[:, rows, cols_j]
+            patches = self.cols.reshape(n, *out_hw, self.k, self.k, 1)
+            for i, j, rows, cols in offsets(self.k, self.stride, out_hw):
+                patches[:, :, :, i, j] = padded[:, rows, cols]
         else:       # im2col by patch: each copies k rows of k*C contiguous numbers
             patches = window_view(xp, padded, self.k, self.stride, out_hw)
             self.cols.reshape(patches.shape)[...] = patches       # im2col: the one copy, (N*Ho*Wo, k*k*C)
@@ -178,8 +178,9 @@ class MaxPool2d:
             for t, where in enumerate(taps):
                 out[where] += d * (winner == t)
             return
+        first = out[taps[0]]
+        if len(taps) == 1:
+            first[...] = d
         for t, where in enumerate(taps[1:], start=1):
             xp.multiply(d, winner == t, out=out[where])
-        out[taps[0]] = d if len(taps) == 1 else xp.subtract(d, out[taps[1]], out=out[taps[0]])
-        for where in taps[2:]:
-            out[taps[0]] -= out[where]
+            xp.subtract(d if t == 1 else first, out[where], out=first)

@@ -30,11 +30,15 @@ class BatchNorm1d:
     def from_rows(self, rows, shape):
         return rows
 
+    def per_channel(self, row):
+        """(r*C,) -> (C,): a row's entries summed channel by channel."""
+        return row.reshape(-1, len(self.running_mean)).sum(axis=0)
+
     def channel_sums(self, a):
-        """(M, r*C) -> (C,): each channel's sum, as one matrix-vector product (10x numpy's reduction here)."""
+        """(M, r*C) -> (C,): each channel's sum, by one matrix-vector product (10x numpy's reduction here)."""
         if self.ones is None or len(self.ones) != len(a) or self.ones.dtype != a.dtype:
             self.ones = self.xp.ones(len(a), a.dtype)
-        return (self.ones @ a).reshape(-1, len(self.running_mean)).sum(axis=0)
+        return self.per_channel(self.ones @ a)
 
     def tiled(self, v, a):
         """(C,) -> (r*C,): a per-channel vector laid out as a row of a."""
@@ -46,7 +50,7 @@ class BatchNorm1d:
         if self.training:
             mean = self.channel_sums(rows) / m
             self.centered = rows - self.tiled(mean, rows)
-            var = xp.einsum("ij,ij->j", self.centered, self.centered).reshape(-1, len(mean)).sum(axis=0) / m
+            var = self.per_channel(xp.einsum("ij,ij->j", self.centered, self.centered)) / m
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -68,10 +72,9 @@ class BatchNorm1d:
         With xhat = centered * inv_std: dgamma = sum(dout * xhat), dbeta = sum(dout),
         dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M) (the last two in training only)."""
         xp, d = self.xp, self.to_rows(dout)                      # (M/r, r*C)
-        c = len(self.running_mean)
-        m = d.size // c
+        m = d.size // len(self.running_mean)
         dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
-        dgamma[...] = xp.einsum("ij,ij->j", d, self.centered).reshape(-1, c).sum(axis=0) * self.inv_std
+        dgamma[...] = self.per_channel(xp.einsum("ij,ij->j", d, self.centered)) * self.inv_std
         dbeta[...] = self.channel_sums(d)
         dx = d * self.tiled(self.scale, d)
         if self.used_batch:
