@@ -8,7 +8,7 @@ are a stride-tricks view of the padded input, copied once into a reused buffer.
 """
 import numpy as np
 
-from numpy_nn.layers import array_module, init_weight
+from numpy_nn.layers import array_module, blocks, init_weight
 
 
 def window_view(xp, x, k, stride, out_hw):
@@ -99,12 +99,16 @@ class Conv2d:
             self.grads["b"][...] = xp.ones(len(dout2), dout2.dtype) @ dout2  # column sums, by BLAS
         if not need_dx:
             return None
-        p = self.padding
+        p, dout4 = self.padding, dout2.reshape(n, ho, wo, c_out)
         dx = xp.zeros((n, h + 2 * p, w + 2 * p, c), dout.dtype)
-        for i, j, rows, cols in offsets(self.k, self.stride, (ho, wo)):
-            # col2im, one kernel offset at a time: the patches' gradient at offset (i, j), dout @ W[:, :, i, j],
-            # lands on the input pixels that offset read (never the whole (N*Ho*Wo, k*k*C) matrix at once)
-            dx[:, rows, cols] += (dout2 @ W[:, :, i, j]).reshape(n, ho, wo, c)
+        taps = [(rows, cols, xp.ascontiguousarray(W[:, :, i, j]))
+                for i, j, rows, cols in offsets(self.k, self.stride, (ho, wo))]
+        for s in blocks(dout4):  # a block of images at a time: its products still in cache when added
+            d = dout4[s].reshape(-1, c_out)
+            for rows, cols, w_ij in taps:
+                # col2im, one kernel offset at a time: the patches' gradient at offset (i, j), dout @ W[:, :, i, j],
+                # lands on the input pixels that offset read (never the whole (N*Ho*Wo, k*k*C) matrix at once)
+                dx[s, rows, cols] += (d @ w_ij).reshape(-1, ho, wo, c)
         return nchw(dx[:, p:p + h, p:p + w])
 
     def torch_layout(self, t):
@@ -120,15 +124,18 @@ class Conv2d:
             self.params["b"][...] = self.xp.asarray(d["bias"])
 
 
-def first_max(xp, views):
-    """Elementwise maximum of equally shaped arrays, and the index of the first one holding it: on a tie
-    the earlier keeps it, as torch's CPU kernel, scanning in order, keeps the first maximum it finds."""
-    out, idx = views[0], xp.zeros(views[0].shape, np.uint8)
-    for t, v in enumerate(views[1:], start=1):
+def first_max(xp, views, out, idx):
+    """out = the elementwise maximum of equally shaped arrays, idx = the index of the first one holding it:
+    on a tie the earlier keeps it, as torch's CPU kernel, scanning in order, keeps the first maximum it finds."""
+    if len(views) == 1:
+        out[...], idx[...] = views[0], 0
+        return
+    xp.greater(views[1], views[0], out=idx.view(bool))  # bool is 0/1 as a byte
+    xp.maximum(views[0], views[1], out=out)
+    for t, v in enumerate(views[2:], start=2):
         better = v > out
-        idx = better.view(np.uint8) if t == 1 else xp.where(better, np.uint8(t), idx)  # bool is 0/1 as a byte
-        out = xp.maximum(out, v) if t == 1 else xp.maximum(out, v, out=out)
-    return out, idx
+        idx[better] = t
+        xp.maximum(out, v, out=out)
 
 
 class MaxPool2d:
@@ -145,16 +152,23 @@ class MaxPool2d:
     def __init__(self, kernel_size, stride=None):
         self.k, self.stride = kernel_size, stride or kernel_size
 
+    def n_out(self, size):
+        return (size - self.k) // self.stride + 1
+
     def taps(self, size):
         """The k strided slices along an axis of `size`: slice t picks offset t of every window."""
-        n_out = (size - self.k) // self.stride + 1
-        return [slice(t, t + self.stride * (n_out - 1) + 1, self.stride) for t in range(self.k)]
+        return [slice(t, t + self.stride * (self.n_out(size) - 1) + 1, self.stride) for t in range(self.k)]
 
     def forward(self, x):
-        xp, xt = array_module(x), channels_last(x)                                   # (N, H, W, C)
-        self.x_shape = xt.shape
-        rows, self.cols_max = first_max(xp, [xt[:, :, t] for t in self.taps(xt.shape[2])])  # (N, H, Wo, C)
-        out, self.rows_max = first_max(xp, [rows[:, t] for t in self.taps(xt.shape[1])])    # (N, Ho, Wo, C)
+        xp, xt = array_module(x), channels_last(x)                                    # (N, H, W, C)
+        self.x_shape = (n, h, w, c) = xt.shape
+        ho, wo = self.n_out(h), self.n_out(w)
+        out = xp.empty((n, ho, wo, c), x.dtype)
+        self.cols_max, self.rows_max = xp.empty((n, h, wo, c), np.uint8), xp.empty((n, ho, wo, c), np.uint8)
+        for s in blocks(xt):  # a block of images at a time: the row maxima still in cache for the second stage
+            rows = xp.empty((len(xt[s]), h, wo, c), x.dtype)                             # (block, H, Wo, C)
+            first_max(xp, [xt[s, :, t] for t in self.taps(w)], rows, self.cols_max[s])
+            first_max(xp, [rows[:, t] for t in self.taps(h)], out[s], self.rows_max[s])
         return nchw(out)
 
     def backward(self, dout):
@@ -164,10 +178,12 @@ class MaxPool2d:
         # windows that tile the input exactly write every element below: no zero-filling pass needed
         tiles = self.stride == self.k and h % self.k == 0 and w % self.k == 0
         blank = xp.empty if tiles else xp.zeros
-        drows = blank((n, h, dt.shape[2], c), dout.dtype)
-        self.route(xp, dt, self.rows_max, [(slice(None), t) for t in self.taps(h)], drows, overlapping)
         dx = blank(self.x_shape, dout.dtype)
-        self.route(xp, drows, self.cols_max, [(slice(None), slice(None), t) for t in self.taps(w)], dx, overlapping)
+        for s in blocks(dx):
+            drows = blank((len(dx[s]), h, dt.shape[2], c), dout.dtype)
+            self.route(xp, dt[s], self.rows_max[s], [(slice(None), t) for t in self.taps(h)], drows, overlapping)
+            self.route(xp, drows, self.cols_max[s], [(slice(None), slice(None), t) for t in self.taps(w)], dx[s],
+                       overlapping)
         return nchw(dx)
 
     @staticmethod

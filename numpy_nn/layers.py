@@ -12,6 +12,19 @@ except ImportError:
         return np
 
 
+BLOCK_BYTES = 1 << 20
+
+
+def blocks(x):
+    """Consecutive slices of x's first axis, each about BLOCK_BYTES of x (at least one entry).
+    Layers that pass over an activation several times do it block by block, so that each pass finds the
+    block still in cache: at batch 128 one of conv1's 32x28x28 maps is 12.8 MB, more than this machine's
+    caches hold beside the rest; a 1 MiB block stays. On a GPU there is no such cache to fit: one block."""
+    n = len(x)
+    step = max(1, BLOCK_BYTES // max(1, x[0].nbytes)) if array_module(x) is np else n
+    return [slice(a, min(a + step, n)) for a in range(0, n, step)]
+
+
 def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
     """(n_in, n_out) weights and (n_out,) bias. he: N(0, 2/n_in), for ReLU; xavier: N(0, 2/(n_in+n_out));
     torch: nn.Linear's own default, U(+-1/sqrt(n_in)) for both."""

@@ -11,6 +11,8 @@ which for rows of 32 channels doubled the layer's time; the per-channel vectors 
 """
 import numpy as np
 
+from numpy_nn.layers import blocks
+
 
 class BatchNorm1d:
     """(N, C) -> (N, C), statistics over N for each of the C features."""
@@ -34,11 +36,11 @@ class BatchNorm1d:
         """(r*C,) -> (C,): a row's entries summed channel by channel."""
         return row.reshape(-1, len(self.running_mean)).sum(axis=0)
 
-    def channel_sums(self, a):
-        """(M, r*C) -> (C,): each channel's sum, by one matrix-vector product (10x numpy's reduction here)."""
-        if self.ones is None or len(self.ones) != len(a) or self.ones.dtype != a.dtype:
+    def column_sums(self, a):
+        """(M, r*C) -> (r*C,), by one matrix-vector product (10x numpy's reduction here)."""
+        if self.ones is None or len(self.ones) < len(a) or self.ones.dtype != a.dtype:
             self.ones = self.xp.ones(len(a), a.dtype)
-        return self.per_channel(self.ones @ a)
+        return self.ones[:len(a)] @ a
 
     def tiled(self, v, a):
         """(C,) -> (r*C,): a per-channel vector laid out as a row of a."""
@@ -47,10 +49,14 @@ class BatchNorm1d:
     def forward(self, x):
         xp, rows = self.xp, self.to_rows(x)                     # (M/r, r*C)
         m = rows.size // len(self.running_mean)                 # values per channel
+        mean = self.per_channel(self.column_sums(rows)) / m if self.training else self.running_mean
+        mean_t, self.centered, squares = self.tiled(mean, rows), xp.empty_like(rows), 0
+        for s in blocks(rows):  # block by block: each block still in cache for the pass after
+            c = xp.subtract(rows[s], mean_t, out=self.centered[s])
+            if self.training:
+                squares = squares + xp.einsum("ij,ij->j", c, c)
         if self.training:
-            mean = self.channel_sums(rows) / m
-            self.centered = rows - self.tiled(mean, rows)
-            var = self.per_channel(xp.einsum("ij,ij->j", self.centered, self.centered)) / m
+            var = self.per_channel(squares) / m
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -58,11 +64,12 @@ class BatchNorm1d:
             self.num_batches_tracked += 1
         else:
             var = self.running_var
-            self.centered = rows - self.tiled(self.running_mean, rows)
         self.inv_std = 1 / xp.sqrt(var + self.eps)               # (C,)
         self.scale = self.params["gamma"] * self.inv_std         # out = centered * scale + beta = gamma * xhat + beta
-        out = self.centered * self.tiled(self.scale, rows)
-        out += self.tiled(self.params["beta"], rows)
+        scale_t, beta_t, out = self.tiled(self.scale, rows), self.tiled(self.params["beta"], rows), xp.empty_like(rows)
+        for s in blocks(rows):
+            xp.multiply(self.centered[s], scale_t, out=out[s])
+            out[s] += beta_t
         self.used_batch = self.training
         return self.from_rows(out, x.shape)
 
@@ -73,13 +80,21 @@ class BatchNorm1d:
         dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M) (the last two in training only)."""
         xp, d = self.xp, self.to_rows(dout)                      # (M/r, r*C)
         m = d.size // len(self.running_mean)
-        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
-        dgamma[...] = self.per_channel(xp.einsum("ij,ij->j", d, self.centered)) * self.inv_std
-        dbeta[...] = self.channel_sums(d)
-        dx = d * self.tiled(self.scale, d)
+        dgamma, dbeta, products, sums = self.grads["gamma"], self.grads["beta"], 0, 0
+        for s in blocks(d):
+            products = products + xp.einsum("ij,ij->j", d[s], self.centered[s])
+            sums = sums + self.column_sums(d[s])
+        dgamma[...] = self.per_channel(products) * self.inv_std
+        dbeta[...] = self.per_channel(sums)
+        scale_t, dx = self.tiled(self.scale, d), xp.empty_like(d)
         if self.used_batch:
-            dx -= self.centered * self.tiled(self.scale * self.inv_std * dgamma / m, d)
-            dx -= self.tiled(self.scale * dbeta / m, d)
+            xhat_t = self.tiled(self.scale * self.inv_std * dgamma / m, d)
+            shift_t = self.tiled(self.scale * dbeta / m, d)
+        for s in blocks(d):
+            xp.multiply(d[s], scale_t, out=dx[s])
+            if self.used_batch:
+                dx[s] -= self.centered[s] * xhat_t
+                dx[s] -= shift_t
         return self.from_rows(dx, dout.shape)
 
     def torch_layout(self, t):

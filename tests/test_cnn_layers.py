@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import numpy_nn.layers
 from gradcheck import numerical_grad, rel_error
 from numpy_nn.conv import Conv2d, MaxPool2d
 from numpy_nn.layers import Flatten
@@ -14,6 +15,14 @@ from pytorch_nn.model import CNN as TorchCNN, tensors
 from test_numpy_gradients import FD_TOL, TORCH_TOL, check, torch_grads
 
 EXACT = 1e-13  # forward outputs: the same sums, in another order
+
+
+@pytest.fixture(autouse=True, params=["whole batch", "blocks of one"])
+def blocks(request, monkeypatch):
+    """Every test here runs twice: with the batch in one block, as these small inputs fit, and with blocks of
+    one image (or one row), so that going block by block is proven not to change a number."""
+    if request.param == "blocks of one":
+        monkeypatch.setattr(numpy_nn.layers, "BLOCK_BYTES", 1)
 
 
 @pytest.mark.parametrize("n, c_in, c_out, k, stride, padding, side", [
