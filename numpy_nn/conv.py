@@ -165,25 +165,27 @@ class MaxPool2d:
         ho, wo = self.n_out(h), self.n_out(w)
         out = xp.empty((n, ho, wo, c), x.dtype)
         self.cols_max, self.rows_max = xp.empty((n, h, wo, c), np.uint8), xp.empty((n, ho, wo, c), np.uint8)
+        across, down = self.taps(w), self.taps(h)
         for s in blocks(xt):  # a block of images at a time: the row maxima still in cache for the second stage
             rows = xp.empty((len(xt[s]), h, wo, c), x.dtype)                             # (block, H, Wo, C)
-            first_max(xp, [xt[s, :, t] for t in self.taps(w)], rows, self.cols_max[s])
-            first_max(xp, [rows[:, t] for t in self.taps(h)], out[s], self.rows_max[s])
+            first_max(xp, [xt[s, :, t] for t in across], rows, self.cols_max[s])
+            first_max(xp, [rows[:, t] for t in down], out[s], self.rows_max[s])
         return nchw(out)
 
     def backward(self, dout):
         xp, dt = array_module(dout), channels_last(dout)
-        n, h, w, c = self.x_shape
+        _, h, w, c = self.x_shape
         overlapping = self.stride < self.k  # then windows share elements and their gradients add up
         # windows that tile the input exactly write every element below: no zero-filling pass needed
         tiles = self.stride == self.k and h % self.k == 0 and w % self.k == 0
         blank = xp.empty if tiles else xp.zeros
         dx = blank(self.x_shape, dout.dtype)
+        down = [(slice(None), t) for t in self.taps(h)]
+        across = [(slice(None), slice(None), t) for t in self.taps(w)]
         for s in blocks(dx):
-            drows = blank((len(dx[s]), h, dt.shape[2], c), dout.dtype)
-            self.route(xp, dt[s], self.rows_max[s], [(slice(None), t) for t in self.taps(h)], drows, overlapping)
-            self.route(xp, drows, self.cols_max[s], [(slice(None), slice(None), t) for t in self.taps(w)], dx[s],
-                       overlapping)
+            drows = blank((len(dx[s]), h, dt.shape[2], c), dout.dtype)                   # (block, H, Wo, C)
+            self.route(xp, dt[s], self.rows_max[s], down, drows, overlapping)
+            self.route(xp, drows, self.cols_max[s], across, dx[s], overlapping)
         return nchw(dx)
 
     @staticmethod
