@@ -41,11 +41,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="16,32,64,128,256,512,1024",
                    help="scaling study batch sizes; '' to skip (default: %(default)s)")
     p.add_argument("--only", choices=["numpy", "pytorch"], help="run one implementation only (no parity section)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="pytorch's device; auto adds CUDA rows when a GPU is present (default: %(default)s)")
-    p.add_argument("--no-fused", dest="fused", action="store_false",
-                   help="pytorch_nn with torch.optim's for-each optimizer instead of its fused kernel")
-    p.add_argument("--compile", action="store_true", help="pytorch_nn with torch.compile (see pytorch_nn/train.py)")
+    flags.numpy_flags(p, backend=False)
+    flags.pytorch_flags(p)
     p.add_argument("--fresh", action="store_true",
                    help="train everything anew, ignoring the runs an earlier invocation stored in --out/runs")
     p.add_argument("--quick", action="store_true",

@@ -41,6 +41,7 @@ def normalize(images: np.ndarray, dtype=np.float32) -> np.ndarray:
 
 
 VAL_SIZE = 5000  # training images held out for validation by default
+TRAIN_IMAGES = COUNTS["train"]  # MNIST's 60,000 training images, of which VAL_SIZE are held out
 
 
 def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:

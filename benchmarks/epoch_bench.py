@@ -1,8 +1,12 @@
 """How much do the twins' abstractions cost, and what do PyTorch's switches buy? One training epoch of each
 twin against bare loops of the same math (benchmarks/bare.py).
 
-    python benchmarks/epoch_bench.py [--model mlp|cnn] [--batch-sizes 64,512] [--repeats 5] [--threads N]
-                                     [--optimizer sgd|adam] [--compile] [--memory] [--limit-train N] [--json]
+    python benchmarks/epoch_bench.py [--batch-sizes 64,512] [--repeats 5] [--compile] [--memory] [--json]
+                                     [any model flag of train.py: --model cnn --channels 24,32 --hidden 256,
+                                      --preset cnn, --optimizer adam, --kernels reference, --threads N, ...]
+
+The network: train.py's flags over this benchmark's defaults (the default preset's MLP, or the cnn preset's
+network with --model cnn; float32, dropout off, momentum SGD at 0.01 unless --optimizer is given, no decay).
 
 In one process, interleaved (so drift on a shared machine hits every variant alike), median of --repeats
 epochs after a warm-up epoch (which for a compiled variant includes compiling; reported apart):
@@ -63,17 +67,23 @@ def chosen(opts) -> list[str]:
     return [n for n in names if "compiled" not in n or opts.compile]
 
 
-def trainer_args(batch_size, opts):
-    """The flags of every variant: the preset's network (default for the MLP, cnn for the CNN), float32,
-    dropout off, momentum SGD (or Adam), this batch size."""
-    parser = flags.make_parser("bench")
-    pytorch_nn.train.add_flags(parser)
-    argv = ["--preset", "default" if opts.model == "mlp" else "cnn", "--batch-size", str(batch_size),
-            "--threads", str(opts.threads), "--quiet", "--device", "cpu", "--dropout", "0",
-            "--optimizer", opts.optimizer, "--lr", "0.01" if opts.optimizer == "sgd" else "1e-3", "--weight-decay", "0"]
-    argv += ["--data-dir", opts.data_dir] if opts.data_dir else []
-    argv += ["--limit-train", str(opts.limit_train)] if opts.limit_train else []
-    return flags.parse_args(parser, argv + (["--momentum", "0.9"] if opts.optimizer == "sgd" else []))
+def model_parser():
+    """train.py's model flags, both twins' switches among them: what the benchmarks take to pick a network."""
+    parser = flags.make_parser("the network to time", train_script=False)
+    flags.numpy_flags(parser, backend=False)
+    flags.pytorch_flags(parser)
+    return parser
+
+
+def trainer_args(model_argv, batch_size=None):
+    """The flags of every variant: model_argv over the benchmark's defaults (above), on the CPU."""
+    parser = model_parser()
+    user, given = flags.parse_args(parser, model_argv), flags.explicit(parser, model_argv)
+    base = ["--preset", "cnn" if user.model == "cnn" else "default", "--dropout", "0", "--weight-decay", "0"]
+    if "optimizer" not in given:
+        base += ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.01"]
+    size = ["--batch-size", str(batch_size)] if batch_size else []
+    return flags.parse_args(parser, [*base, *model_argv, *size, "--quiet", "--device", "cpu"])
 
 
 def peak_memory(name, batch_size, opts) -> float:
@@ -81,7 +91,7 @@ def peak_memory(name, batch_size, opts) -> float:
     machine.keep_freed_memory()
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
-    args = trainer_args(batch_size, opts)
+    args = trainer_args(opts.model_argv, batch_size)
     VARIANTS[name](cli.load_data(args), args)(0)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -92,7 +102,7 @@ def run(opts):
     threadpool_limits(opts.threads)
     rows, peak = [], machine.matmul_peak_gflops(opts.threads)
     for bs in opts.batch_sizes:
-        args = trainer_args(bs, opts)
+        args = trainer_args(opts.model_argv, bs)
         data = cli.load_data(args)
         flops = architecture.train_flops_per_sample(args) * len(data.x_train)
         epochs, first = {}, {}
@@ -123,6 +133,7 @@ def run(opts):
                     r["peak_mb"] = pool.submit(peak_memory, r["variant"], bs, opts).result()
         rows += batch_rows
     return {"machine": machine.cpu_name(), "threads": opts.threads, "model": opts.model, "optimizer": opts.optimizer,
+            "flags": opts.model_argv,
             "matmul_peak_gflops": peak, "train_samples": len(data.x_train), "repeats": opts.repeats,
             "numpy": np.__version__, "torch": torch.__version__, "rows": rows}
 
@@ -143,19 +154,17 @@ def table(result) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog="Every other flag is a train.py model flag (see the module's docstring).")
     p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=None,
                    help="(default: 64,512 for mlp, 64,128 for cnn)")
     p.add_argument("--repeats", type=flags.number(int, 1), default=5)
-    p.add_argument("--threads", type=flags.threads, default=machine.default_threads())
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--compile", action="store_true", help="add pytorch_nn with --compile (a minute of compiling)")
     p.add_argument("--memory", action="store_true", help="add each variant's peak memory (one process each)")
-    p.add_argument("--limit-train", type=flags.number(int, 1), help="images per epoch (default: all 55,000)")
-    p.add_argument("--data-dir")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    opts = p.parse_args(argv)
+    opts, opts.model_argv = p.parse_known_args(argv)
+    args = trainer_args(opts.model_argv)  # the model flags checked (one line on a bad one) before anything runs
+    opts.model, opts.optimizer, opts.threads = args.model, args.optimizer, args.threads
     opts.batch_sizes = opts.batch_sizes or ([64, 512] if opts.model == "mlp" else [64, 128])
     try:
         result = run(opts)

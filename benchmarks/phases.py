@@ -1,6 +1,9 @@
 """Where a training step's time goes, phase by phase (and layer by layer for numpy_nn).
 
-    python benchmarks/phases.py [--preset default|cnn|...] [--batch-sizes 64,512] [--steps 300] [--threads N]
+    python benchmarks/phases.py [--batch-sizes 64,512] [--steps 300]
+                                [any model flag of train.py: --preset cnn, --model cnn --channels 24,32, ...]
+
+The network: train.py's flags over epoch_bench.py's defaults (momentum SGD, dropout off), as given.
 
 Median microseconds per step over --steps steps of each twin on real batches, float32, after a warm-up.
 CPU only: every phase below is synchronous there, so wall-clock timing per phase is honest.
@@ -14,13 +17,13 @@ from collections import defaultdict
 import torch
 from threadpoolctl import threadpool_limits
 
-from common import flags, machine
-from common.presets import PRESETS
+from common import cli, machine
+from epoch_bench import trainer_args
 import data_loader
 import numpy_nn.train
 import pytorch_nn.train
 from numpy_nn.losses import softmax_cross_entropy
-from pytorch_nn.losses import softmax_cross_entropy as torch_cross_entropy
+from pytorch_nn.losses import cross_entropy as torch_cross_entropy
 
 
 def timed(times, name, fn, *args):
@@ -73,10 +76,7 @@ def torch_step(trainer, x, y, times, per_layer):
 
 
 def profile(impl, batch_size, steps, data, opts):
-    parser = flags.make_parser("phases")
-    pytorch_nn.train.add_flags(parser)
-    args = flags.parse_args(parser, ["--preset", opts.preset, "--batch-size", str(batch_size), "--threads",
-                                     str(opts.threads), "--quiet", "--device", "cpu"])
+    args = trainer_args(opts.model_argv, batch_size)
     trainer = (numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
     times, per_layer = defaultdict(list), defaultdict(list)
@@ -94,18 +94,17 @@ def profile(impl, batch_size, steps, data, opts):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog="Every other flag is a train.py model flag (see the module's docstring).")
     p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[64, 512])
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--threads", type=flags.threads, default=machine.default_threads())
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="the network and recipe (default: %(default)s)")
-    p.add_argument("--data-dir")
-    opts = p.parse_args(argv)
+    opts, opts.model_argv = p.parse_known_args(argv)
+    args = trainer_args(opts.model_argv)  # the model flags checked (one line on a bad one) before anything runs
     machine.keep_freed_memory()
-    torch.set_num_threads(opts.threads)
-    threadpool_limits(opts.threads)
-    data = data_loader.load_mnist(opts.data_dir, images=PRESETS[opts.preset].get("model") == "cnn")
-    print(f"{machine.cpu_name()}, {opts.threads} threads, float32, --preset {opts.preset}; "
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    data = cli.load_data(args)
+    print(f"{machine.cpu_name()}, {args.threads} threads, {args.dtype}, {' '.join(opts.model_argv) or 'default flags'}; "
           f"median microseconds per step over {opts.steps} steps")
     for bs in opts.batch_sizes:
         results = {impl: profile(impl, bs, opts.steps, data, opts) for impl in ("numpy", "pytorch")}

@@ -97,7 +97,7 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
                    help="dropout probability on the input pixels (default: %(default)s)")
     p.add_argument("--init", choices=["he", "xavier", "torch"], default="he", help="weight init (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
-    p.add_argument("--val-size", type=number(int, 0, 59999), default=data_loader.VAL_SIZE,
+    p.add_argument("--val-size", type=number(int, 0, data_loader.TRAIN_IMAGES - 1), default=data_loader.VAL_SIZE,
                    help="training images held out for validation (default: %(default)s)")
     p.add_argument("--limit-train", type=pos_int, help="train on this many images only (default: all)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data)")
@@ -118,6 +118,30 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
         p.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the run whose checkpoint is in DIR, with the flags it recorded")
     return p
+
+
+def numpy_flags(p: argparse.ArgumentParser, backend: bool = True) -> None:
+    """numpy_nn's own switches (numpy_nn/train.py, compare.py, the benchmarks)."""
+    if backend:
+        p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
+                       help="numpy_nn's array library: NumPy on the CPU, or CuPy on a CUDA GPU; the math is the same "
+                            "code (default: %(default)s)")
+    p.add_argument("--kernels", choices=["fast", "reference"], default="fast",
+                   help="numpy_nn's convolution, pooling and batch-norm layers: the fast kernels (numpy_nn/fast_conv.py, "
+                        "fast_norm.py) or the reference layers written to be read (conv.py, norm.py); the same "
+                        "numbers, the reference slower (default: %(default)s)")
+
+
+def pytorch_flags(p: argparse.ArgumentParser) -> None:
+    """pytorch_nn's own switches (pytorch_nn/train.py, compare.py, the benchmarks)."""
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where pytorch_nn trains; auto picks CUDA when present (compare.py: adds CUDA rows beside "
+                        "the CPU's) (default: %(default)s)")
+    p.add_argument("--no-fused", dest="fused", action="store_false",
+                   help="pytorch_nn with torch.optim's default for-each optimizer instead of its fused kernel")
+    p.add_argument("--compile", action="store_true",
+                   help="pytorch_nn with torch.compile on the forward pass and the loss (compiling costs seconds "
+                        "up front)")
 
 
 def explicit(parser: argparse.ArgumentParser, argv) -> set[str]:

@@ -6,6 +6,7 @@ are both this format; only their metadata differ.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +84,43 @@ def read_file(path: Path) -> tuple[dict, dict]:
     return arrays, meta
 
 
+# numpy_nn's earlier names for what torch calls weight and bias (Linear and Conv2d: W, b; batch norm: gamma, beta)
+NPZ_NAMES = {"W": "weight", "b": "bias", "gamma": "weight", "beta": "bias"}
+
+
+def read_npz(path: Path) -> dict:
+    """numpy_nn's earlier format, np.savez of its parameters under its own names and layouts ("fc1.W", (in, out)),
+    read without unpickling and returned under torch's ("fc1.weight", (out, in))."""
+    if not zipfile.is_zipfile(path):  # np.load would take anything else for a pickle (and refuse it)
+        raise RunError(f"{path}: not a readable .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as e:  # object arrays: unpickling refused
+        raise RunError(f"{path}: holds pickled objects, which are never unpickled here "
+                       f"({' '.join(str(e).split())[:60]})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise RunError(f"{path}: not a readable .npz file ({' '.join(str(e).split())[:100]})") from None
+    check_finite(arrays, path)
+    torch_named = {}
+    for name, a in arrays.items():
+        layer, _, kind = name.rpartition(".")
+        torch_named[f"{layer}.{NPZ_NAMES.get(kind, kind)}"] = a.T if kind == "W" and a.ndim == 2 else a  # x @ W
+    return torch_named
+
+
 def read_any(path: Path, readers: dict) -> tuple[dict, dict]:
-    """(arrays under torch's names, metadata) of a weights file, by its kind: safetensors here, the others by
-    the twin's own readers (suffix -> function of the path)."""
+    """(arrays under torch's names, metadata) of a weights file, by its kind: safetensors and numpy_nn's .npz
+    here, the others by the twin's own readers (suffix -> function of the path)."""
     kind = path.suffix.lower()
     if not path.is_file():
         raise RunError(f"{path}: no such file")
     if kind == ".safetensors":
         return read_file(path)
+    if kind == ".npz":
+        return read_npz(path), {}
     if kind in readers:
         return readers[kind](path), {}
-    raise RunError(f"{path}: unknown kind of weights file {path.suffix!r}; expected .safetensors or "
-                   f"{' or '.join(readers)}")
+    kinds = [".safetensors", ".npz", *readers]
+    raise RunError(f"{path}: unknown kind of weights file {path.suffix!r}; expected {', '.join(kinds[:-1])} or "
+                   f"{kinds[-1]}")

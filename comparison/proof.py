@@ -32,7 +32,7 @@ def cases(args) -> dict[str, dict]:
 
 def twins(argv, **override):
     """(args, numpy_nn trainer, pytorch_nn trainer, data) on the CPU, with flags overridden."""
-    args = parse_run_args("pytorch", "cpu", [*argv, "--seed", "1"])
+    args = parse_run_args(None, "cpu", [*argv, "--seed", "1"])
     vars(args).update(override, limit_train=SUBSET)
     cli.threadpool_limits(args.threads)
     return args, trainer_module("numpy").Trainer(args), trainer_module("pytorch").Trainer(args), cli.load_data(args)
@@ -78,7 +78,7 @@ def gradients(np_trainer, pt_trainer, x, y) -> pd.DataFrame:
 
 def proof_job(argv: list[str]) -> dict:
     """Everything the section shows, computed in a worker process with both twins on the CPU."""
-    base = parse_run_args("pytorch", "cpu", argv)
+    base = parse_run_args(None, "cpu", argv)
     steps = []
     for case, override in cases(base).items():
         args, a, b, data = twins(argv, **override)
@@ -96,7 +96,7 @@ def interchange_job(argv: list[str], weights: dict, predictions: dict) -> pd.Dat
     test images whose predicted digit is not the one the model's own twin predicted."""
     rows = []
     for impl in ("numpy", "pytorch"):
-        args = parse_run_args(impl, "cpu", argv)
+        args = parse_run_args(None, "cpu", argv)  # the flags of both twins (the proof's)
         cli.threadpool_limits(args.threads)
         data, trainer = cli.load_data(args), trainer_module(impl).Trainer(args)
         for source, w in weights.items():

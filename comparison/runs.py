@@ -1,7 +1,9 @@
-"""Training runs in child processes: one spawned worker per implementation and device, reused for its runs,
-so that a run's peak memory is its own and numpy_nn's process never imports torch."""
+"""Training runs in child processes: one spawned worker per implementation and device, reused for its runs, so
+that numpy_nn's process never imports torch and torch is imported once; each run's peak memory is measured
+on its own (the kernel's high-water mark is reset before it starts)."""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import json
@@ -16,22 +18,49 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+import data_loader
 from common import cli, flags, loop, machine
 from common.files import atomic_path, write_json
 
 IMPLS = {"numpy": "numpy_nn.train", "pytorch": "pytorch_nn.train"}
+OWN_FLAGS = {"numpy": flags.numpy_flags, "pytorch": flags.pytorch_flags}  # each twin's switches, declared once
 
 
 def trainer_module(impl: str):
     return importlib.import_module(IMPLS[impl])
 
 
-def parse_run_args(impl: str, device: str, argv: list[str]):
-    """The flags of one child run, parsed by that implementation's own parser."""
-    module = trainer_module(impl)
-    parser = flags.make_parser(impl)
-    module.add_flags(parser)
-    return flags.parse_args(parser, [*argv, "--quiet"] + (["--device", device] if impl == "pytorch" else []))
+def run_parser(impl: str | None):
+    """The parser of a child run: the shared flags and that twin's own; impl None (the proof, which builds
+    both twins from one set of flags): both twins' switches."""
+    parser = flags.make_parser(impl or "proof")
+    for name in [impl] if impl else OWN_FLAGS:
+        OWN_FLAGS[name](parser)
+    return parser
+
+
+def parse_run_args(impl: str | None, device: str, argv: list[str]):
+    """The flags of one child run, parsed as its implementation's train.py would."""
+    return flags.parse_args(run_parser(impl), [*argv, "--quiet"] + (["--device", device] if impl != "numpy" else []))
+
+
+def reset_peak_memory() -> None:
+    """Restart the kernel's count of this process's peak resident memory (Linux: /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # elsewhere peak_memory_mb() falls back to the process's lifetime peak
+
+
+def peak_memory_mb() -> float:
+    """The peak resident memory since reset_peak_memory(): VmHWM, else the process's lifetime peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def setup(impl: str, device: str, argv: list[str]):
@@ -44,12 +73,13 @@ def setup(impl: str, device: str, argv: list[str]):
 def train_job(impl: str, device: str, argv: list[str], keep: bool) -> dict:
     """Train one twin with these flags; return its history and peak memory, and with keep=True its test
     predictions and final weights (the seed-1 run: figures and weight interchange)."""
+    reset_peak_memory()
     args, data, trainer = setup(impl, device, argv)
     history = loop.fit(trainer, data, args, log=lambda line: None, test_each_epoch=True)
     if keep:
         history["test_pred"] = loop.predict_all(trainer, data.x_test, args.test_batch_size).argmax(axis=1)
         history["weights"] = trainer.weights()
-    history["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    history["peak_rss_mb"] = peak_memory_mb()
     history["device"] = device
     return history
 
@@ -63,28 +93,23 @@ def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> flo
 
 
 def model_argv(args, impl=None, **override) -> list[str]:
-    """The flags a child run gets: the shared model/training flags of this invocation, with overrides, and
-    for pytorch_nn its own switches (--no-fused, --compile)."""
-    values = {"epochs": args.epochs, "batch-size": args.batch_size, "test-batch-size": args.test_batch_size,
-              "lr": args.lr, "optimizer": args.optimizer, "weight-decay": args.weight_decay,
-              "schedule": args.schedule, "step-size": args.step_size, "gamma": args.gamma,
-              "model": args.model, "channels": args.channels and ",".join(map(str, args.channels)),
-              "kernel-size": args.kernel_size,
-              "hidden": ",".join(map(str, args.hidden)), "activation": args.activation, "dropout": args.dropout,
-              "input-dropout": args.input_dropout if args.model == "mlp" else None,
-              "init": args.init, "dtype": args.dtype, "val-size": args.val_size, "threads": args.threads,
-              "momentum": args.momentum if args.optimizer == "sgd" else None,
-              "limit-train": args.limit_train, "data-dir": args.data_dir}
-    values.update({k.replace("_", "-"): v for k, v in override.items()})
+    """The flags a child run gets: every flag its train.py takes (derived from its parser, so a new flag
+    reaches the runs by itself) with this invocation's value, overrides (None: leave the flag out) on top."""
+    values = {**vars(args), **override}
+    # presets are resolved already; --device comes per row; where a run writes is the worker's business
+    skip = {"help", "preset", "device", *flags.ENVIRONMENT} - {"threads", "data_dir"}
     argv = []
-    for k, v in values.items():
-        if v is not None:
-            argv += [f"--{k}", str(v)]
-    switches = [flag for flag, on in (("--nesterov", args.nesterov and values.get("optimizer") == "sgd"),
-                                       ("--batch-norm", args.batch_norm),
-                                       ("--no-fused", impl == "pytorch" and not args.fused),
-                                       ("--compile", impl == "pytorch" and args.compile)) if on]
-    return argv + switches
+    for action in run_parser(impl)._actions:
+        value, flag = values.get(action.dest), action.option_strings[-1] if action.option_strings else None
+        if action.dest in skip or flag is None or value is None:
+            continue
+        if action.dest in flags.ONLY_FOR and flags.ONLY_FOR[action.dest] != values["model"]:
+            continue  # a flag of the other model (its value is a placeholder)
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            argv += [flag] if value != action.default else []
+        else:
+            argv += [flag, flags.show(value)]
+    return argv
 
 
 def devices(args) -> list[tuple[str, str]]:
@@ -102,7 +127,7 @@ def devices(args) -> list[tuple[str, str]]:
 
 def train_size(args) -> int:
     """Images per training epoch: MNIST's 60,000 less the validation split, or the --limit-train subset."""
-    return min(args.limit_train or math.inf, 60000 - args.val_size)
+    return min(args.limit_train or math.inf, data_loader.TRAIN_IMAGES - args.val_size)
 
 
 ROOT = Path(__file__).resolve().parents[1]

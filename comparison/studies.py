@@ -26,7 +26,7 @@ def optimizers(args, rows, tmp, progress, workers) -> list[str]:
     for name in args.optimizer_names:
         for impl, device in rows:
             progress.set_postfix_str(f"optimizer {name}: {impl} {device}")
-            argv = model_argv(args, impl, seed=1, optimizer=None, lr=None, momentum=None, weight_decay=None)
+            argv = model_argv(args, impl, seed=1, optimizer=None, lr=None, momentum=None, nesterov=None, weight_decay=None)
             h = workers.run((impl, device), train_job, impl, device, argv + OPTIMIZERS[name], False)
             opt_runs.append({"optimizer": name, "implementation": impl, "device": device, "history": h})
             progress.update()

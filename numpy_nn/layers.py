@@ -5,6 +5,8 @@ Each layer with weights holds `params` and `grads`, dicts of arrays under the sa
 """
 import numpy as np
 
+from common.init import init_weight
+
 try:  # the same math on a GPU: CuPy arrays bring their own module, everything else is NumPy
     from cupy import get_array_module as array_module
 except ImportError:
@@ -12,39 +14,11 @@ except ImportError:
         return np
 
 
-BLOCK_BYTES = 1 << 20
-
-
-def blocks(x):
-    """Consecutive slices of x's first axis, each about BLOCK_BYTES of x (at least one entry).
-    Layers that pass over an activation several times do it block by block, so that each pass finds the
-    block still in cache: at batch 128 one of conv1's 32x28x28 maps is 12.8 MB, more than this machine's
-    caches hold beside the rest; a 1 MiB block stays. On a GPU there is no such cache to fit: one block."""
-    n = len(x)
-    step = max(1, BLOCK_BYTES // max(1, x[0].nbytes)) if array_module(x) is np else n
-    return [slice(a, min(a + step, n)) for a in range(0, n, step)]
-
-
-def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
-    """(n_in, n_out) weights and (n_out,) bias. he: N(0, 2/n_in), for ReLU; xavier: N(0, 2/(n_in+n_out));
-    torch: nn.Linear's own default, U(+-1/sqrt(n_in)) for both."""
-    if init == "he":
-        W, b = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in), np.zeros(n_out)
-    elif init == "xavier":
-        W, b = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / (n_in + n_out)), np.zeros(n_out)
-    elif init == "torch":
-        bound = 1 / np.sqrt(n_in)
-        W, b = rng.uniform(-bound, bound, (n_in, n_out)), rng.uniform(-bound, bound, n_out)
-    else:
-        raise ValueError(f"unknown init {init!r}")
-    return W.astype(dtype), b.astype(dtype)
-
-
 class Linear:
     """out = x @ W + b, with W of shape (n_in, n_out): the transpose of torch's nn.Linear.weight.
     bias=False leaves b out, for a layer that batch norm follows (its shift would be normalized away)."""
 
-    def __init__(self, n_in, n_out, rng, init="he", dtype=np.float32, xp=np, bias=True):
+    def __init__(self, n_in, n_out, rng=None, init="he", dtype=np.float32, xp=np, bias=True):
         W, b = init_weight(n_in, n_out, rng, init, dtype)  # drawn on the host: the same weights on any device
         self.xp = xp
         self.params = {"W": xp.asarray(W), **({"b": xp.asarray(b)} if bias else {})}

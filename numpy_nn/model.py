@@ -2,10 +2,14 @@
 import numpy as np
 
 from common.architecture import feature_side
+from common.init import initial_weights
 from common.weights import check_match
-from numpy_nn.conv import Conv2d, MaxPool2d
+from numpy_nn import conv, fast_conv, fast_norm, norm
 from numpy_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
-from numpy_nn.norm import BatchNorm1d, BatchNorm2d
+
+# --kernels: the layers a model is built from. reference: conv.py and norm.py, written to be read; fast: the
+# same layers from fast_conv.py and fast_norm.py, tested equal to them.
+KERNELS = {"reference": (conv, norm), "fast": (fast_conv, fast_norm)}
 
 
 ALIGN = 16  # elements: each tensor in the flat buffers starts on a 64-byte boundary, as BLAS likes
@@ -82,17 +86,17 @@ class Sequential:
                 layer.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
 
 
-def dense(sizes, activation, dropout, batch_norm, rng, mask_rng, init, dtype, xp) -> dict:
+def dense(sizes, activation, dropout, batch_norm, mask_rng, dtype, xp, kernels) -> dict:
     """Fully connected layers sizes[0] -> ... -> sizes[-1]; each hidden one followed by batch norm (if
     asked, and then no bias before it), the activation and dropout. Named fc1, fc1_bn, fc1_relu, fc1_drop,
     fc2, ... as in pytorch_nn."""
-    layers = {}
+    layers, norms = {}, KERNELS[kernels][1]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         hidden = i < len(sizes) - 1
-        layers[f"fc{i}"] = Linear(a, b, rng, init, dtype, xp, bias=not (hidden and batch_norm))
+        layers[f"fc{i}"] = Linear(a, b, dtype=dtype, xp=xp, bias=not (hidden and batch_norm))
         if hidden:
             if batch_norm:
-                layers[f"fc{i}_bn"] = BatchNorm1d(b, dtype=dtype, xp=xp)
+                layers[f"fc{i}_bn"] = norms.BatchNorm1d(b, dtype=dtype, xp=xp)
             layers[f"fc{i}_{activation}"] = ACTIVATIONS[activation]()
             if dropout > 0:
                 layers[f"fc{i}_drop"] = Dropout(dropout, mask_rng)
@@ -109,11 +113,13 @@ class MLP(Sequential):
     """784 -> hidden... -> 10 (input dropout first, if asked)."""
 
     def __init__(self, hidden=(128, 64), activation="relu", dropout=0.0, init="he", seed=0,
-                 dtype=np.float32, n_in=784, n_out=10, xp=np, input_dropout=0.0, batch_norm=False):
+                 dtype=np.float32, n_in=784, n_out=10, xp=np, input_dropout=0.0, batch_norm=False, kernels="fast"):
         rng, mask_rng = generators(seed, xp)
         layers = {"input_drop": Dropout(input_dropout, mask_rng)} if input_dropout > 0 else {}
-        layers.update(dense([n_in, *hidden, n_out], activation, dropout, batch_norm, rng, mask_rng, init, dtype, xp))
+        layers.update(dense([n_in, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp, kernels))
         super().__init__(layers)
+        self.load_state_dict(initial_weights(rng, hidden, (), batch_norm=batch_norm, init=init, dtype=dtype,
+                                             n_in=n_in, n_out=n_out))
         self.mask_rng = mask_rng
 
 
@@ -122,31 +128,33 @@ class CNN(Sequential):
     pooling, activation -> flatten -> hidden fully connected layers -> 10."""
 
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
-                 batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np):
+                 batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast"):
         rng, mask_rng = generators(seed, xp)
-        layers, c_in = {}, 1
+        (convs, norms), layers, c_in = KERNELS[kernels], {}, 1
         for i, c in enumerate(channels, start=1):
-            layers[f"conv{i}"] = Conv2d(c_in, c, kernel_size, rng, padding=kernel_size // 2, init=init, dtype=dtype,
-                                        xp=xp, bias=not batch_norm)
+            layers[f"conv{i}"] = convs.Conv2d(c_in, c, kernel_size, padding=kernel_size // 2, dtype=dtype, xp=xp,
+                                              bias=not batch_norm)
             if batch_norm:
-                layers[f"conv{i}_bn"] = BatchNorm2d(c, dtype=dtype, xp=xp)
+                layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
             # and the activation then touches a quarter of the values
-            layers[f"pool{i}"] = MaxPool2d(2)
+            layers[f"pool{i}"] = convs.MaxPool2d(2)
             layers[f"conv{i}_{activation}"] = ACTIVATIONS[activation]()
             c_in = c
         layers["flatten"] = Flatten()
         n_features = c_in * feature_side(channels, kernel_size) ** 2
-        layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm, rng, mask_rng, init, dtype, xp))
+        layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp,
+                            kernels))
         super().__init__(layers)
+        self.load_state_dict(initial_weights(rng, hidden, channels, kernel_size, batch_norm, init, dtype, n_out=n_out))
         self.mask_rng = mask_rng
 
 
 def build(args, xp=np):
     """The network these flags describe, its initial weights drawn from --seed."""
-    dtype = np.dtype(args.dtype)
+    dtype, kernels = np.dtype(args.dtype), getattr(args, "kernels", "fast")
     if args.model == "cnn":
         return CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm,
-                   args.init, args.seed, dtype, xp=xp)
+                   args.init, args.seed, dtype, xp=xp, kernels=kernels)
     return MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, dtype, xp=xp,
-               input_dropout=args.input_dropout, batch_norm=args.batch_norm)
+               input_dropout=args.input_dropout, batch_norm=args.batch_norm, kernels=kernels)

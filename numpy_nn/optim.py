@@ -115,3 +115,14 @@ def lr_at(epoch, base_lr, schedule="constant", epochs=1, step_size=1, gamma=0.1)
     if schedule == "cosine":
         return base_lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
     raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def make_optimizer(args, model):
+    """The optimizer the flags ask for, over the model's flat buffers: one name, "all", for every parameter
+    (one kernel over all of them, as torch's fused optimizers)."""
+    params, grads = {"all": model.flat_params}, {"all": model.flat_grads}
+    if args.optimizer == "sgd":
+        return SGD(params, grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
+    if args.optimizer == "adam":
+        return Adam(params, grads, args.lr, weight_decay=args.weight_decay)
+    return AdamW(params, grads, args.lr, weight_decay=args.weight_decay)

@@ -8,16 +8,11 @@ import numpy as np
 
 from common import cli
 from common.errors import RunError
-from numpy_nn.checkpoint import read_weights
+from common.flags import numpy_flags as add_flags
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import build
-from numpy_nn.optim import SGD, Adam, AdamW, lr_at
-
-
-def add_flags(parser):
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
-                        help="array library: NumPy on the CPU, or CuPy on a CUDA GPU; the math is the same "
-                             "code (default: %(default)s)")
+from numpy_nn.optim import lr_at, make_optimizer
+from numpy_nn.weight_files import read_weights
 
 
 def array_library(name):
@@ -34,16 +29,6 @@ def array_library(name):
         raise RunError(f"--backend cupy: no usable CUDA device ({type(e).__name__}: "
                        f"{' '.join(str(e).split())[:100]}); use --backend numpy") from None
     return cupy
-
-
-def make_optimizer(args, model):
-    """The optimizer over the model's flat buffers: one name, "all", for every parameter (fused, as torch's)."""
-    params, grads = {"all": model.flat_params}, {"all": model.flat_grads}
-    if args.optimizer == "sgd":
-        return SGD(params, grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
-    if args.optimizer == "adam":
-        return Adam(params, grads, args.lr, weight_decay=args.weight_decay)
-    return AdamW(params, grads, args.lr, weight_decay=args.weight_decay)
 
 
 class Trainer:
@@ -98,7 +83,7 @@ class Trainer:
         self.model.load_state_dict(arrays)
 
     def read_weights(self, path):
-        return read_weights(path, self.args)
+        return read_weights(path)
 
     def state(self):
         """Everything a resumed run needs besides the loop's progress: weights and buffers, the optimizer's
@@ -118,7 +103,9 @@ class Trainer:
 
     def describe(self):
         from threadpoolctl import threadpool_info
-        d = {"threads": self.args.threads, "backend": self.xp.__name__, "runs_with": "optimizer on one flat buffer",
+        kernels = getattr(self.args, "kernels", "fast")
+        d = {"threads": self.args.threads, "backend": self.xp.__name__, "kernels": kernels,
+             "runs_with": f"{kernels} kernels, optimizer on one flat buffer",
              "blas": sorted({f"{i['internal_api']} {i['version']}" for i in threadpool_info()})}
         if self.xp is not np:
             d["gpu"] = self.xp.cuda.runtime.getDeviceProperties(0)["name"].decode()

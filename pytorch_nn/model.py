@@ -1,11 +1,11 @@
-"""The networks as nn.Sequential with numpy_nn's layer names, started from numpy_nn's initial weights."""
+"""The networks as nn.Sequential with numpy_nn's layer names, started from the initial weights both twins load."""
 from collections import OrderedDict
 
 import numpy as np
 import torch
 from torch import nn
 
-import numpy_nn.model
+from common import init
 from common.architecture import feature_side
 from pytorch_nn.conv import Conv2d, MaxPool2d
 from pytorch_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
@@ -58,13 +58,13 @@ def tensors(arrays: dict) -> dict:
 
 
 def build(args):
-    """The module for these flags, starting from numpy_nn's initial weights for the same seed: one
-    initializer for both twins, so that both runs start from the same point."""
+    """The module for these flags, starting from common/init.py's initial weights for --seed, which numpy_nn
+    loads too: one initializer for both twins, so that both runs start from the same point."""
     if args.model == "cnn":
         model = CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm)
     else:
         model = MLP(args.hidden, args.activation, args.dropout, input_dropout=args.input_dropout,
                     batch_norm=args.batch_norm)
     model = model.to(getattr(torch, args.dtype))
-    model.load_state_dict(tensors(numpy_nn.model.build(args).state_dict()))
+    model.load_state_dict(tensors(init.for_flags(args)))
     return model

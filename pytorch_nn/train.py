@@ -8,20 +8,13 @@ import torch
 
 from common import cli
 from common.errors import RunError
+from common.flags import pytorch_flags as add_flags
 from common.weights import check_match
-from pytorch_nn.checkpoint import read_weights
-from pytorch_nn.losses import softmax_cross_entropy
+from pytorch_nn.fast_conv import channels_last
+from pytorch_nn.losses import cross_entropy
 from pytorch_nn.model import build, tensors
 from pytorch_nn.optim import make_optimizer, make_scheduler
-
-
-def add_flags(parser):
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="where to train; auto picks CUDA when present (default: %(default)s)")
-    parser.add_argument("--no-fused", dest="fused", action="store_false",
-                        help="torch.optim's default for-each optimizer instead of its fused kernel")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the forward pass and the loss (compiling costs seconds up front)")
+from pytorch_nn.weight_files import read_weights
 
 
 def host(t):
@@ -32,7 +25,7 @@ def host(t):
 def objective(model, x, y):
     """The forward pass and the loss: what --compile hands to torch.compile; autograd differentiates either."""
     logits = model(x)
-    return softmax_cross_entropy(logits, y), logits
+    return cross_entropy(logits, y), logits
 
 
 def pick_device(name):
@@ -52,8 +45,8 @@ class Trainer:
         self.args = args
         self.device = pick_device(getattr(args, "device", "cpu"))
         self.model = build(args).to(self.device)
-        if args.model == "cnn":  # NHWC inside, as numpy_nn's layers keep it: oneDNN's fast path (1.4x here)
-            self.model = self.model.to(memory_format=torch.channels_last)
+        if args.model == "cnn":  # NHWC inside, as numpy_nn's fast kernels keep it: oneDNN's fast path
+            self.model = channels_last(self.model)
         self.opt = make_optimizer(args, self.model.parameters())
         self.objective = torch.compile(objective) if getattr(args, "compile", False) else objective
         self.sched = make_scheduler(args, self.opt)
@@ -100,7 +93,7 @@ class Trainer:
         self.model.load_state_dict(tensors(arrays))
 
     def read_weights(self, path):
-        return read_weights(path, self.args)
+        return read_weights(path)
 
     def state(self):
         """Everything a resumed run needs besides the loop's progress: the state_dicts of the model, the

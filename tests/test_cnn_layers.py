@@ -1,10 +1,10 @@
-"""numpy_nn's convolution, pooling and batch norm against central differences and torch autograd (float64)."""
+"""numpy_nn's reference convolution, pooling and batch norm (conv.py, norm.py) against central differences and torch
+autograd (float64). The fast kernels are proven equal to these layers in test_kernels.py."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-import numpy_nn.layers
 from gradcheck import numerical_grad, rel_error
 from numpy_nn.conv import Conv2d, MaxPool2d
 from numpy_nn.layers import Flatten
@@ -15,14 +15,6 @@ from pytorch_nn.model import CNN as TorchCNN, tensors
 from test_numpy_gradients import FD_TOL, TORCH_TOL, check, torch_grads
 
 EXACT = 1e-13  # forward outputs: the same sums, in another order
-
-
-@pytest.fixture(autouse=True, params=["whole batch", "blocks of one"])
-def blocks(request, monkeypatch):
-    """Every test here runs twice: with the batch in one block, as these small inputs fit, and with blocks of
-    one image (or one row), so that going block by block is proven not to change a number."""
-    if request.param == "blocks of one":
-        monkeypatch.setattr(numpy_nn.layers, "BLOCK_BYTES", 1)
 
 
 @pytest.mark.parametrize("n, c_in, c_out, k, stride, padding, side", [
@@ -143,7 +135,8 @@ def test_flatten_keeps_torch_order():
 def test_whole_cnn(batch_norm, n):
     """Every gradient of the mean loss through conv, batch norm, ReLU, pooling, flatten and the dense layers."""
     rng = np.random.default_rng(5)
-    model = CNN((2, 3), 3, (6,), dropout=0.0, batch_norm=batch_norm, init="torch", seed=2, dtype=np.float64)
+    model = CNN((2, 3), 3, (6,), dropout=0.0, batch_norm=batch_norm, init="torch", seed=2, dtype=np.float64,
+                kernels="reference")
     x, y = rng.standard_normal((n, 1, 28, 28)), rng.integers(0, 10, n)
     loss, dlogits = softmax_cross_entropy(model.forward(x), y)
     model.backward(dlogits)

@@ -36,7 +36,7 @@ def test_quick_tables(quick):
     _, out = quick
     table = pd.read_csv(out / "comparison.csv")
     assert list(table["implementation"]) == ["numpy", "pytorch"]
-    assert list(table["runs_with"]) == ["optimizer on one flat buffer", "fused optimizer"]
+    assert list(table["runs_with"]) == ["fast kernels, optimizer on one flat buffer", "fused optimizer"]
     for col in ["test_acc_mean", "test_acc_std", "test_loss_mean", "best_val_acc", "median_epoch_s", "samples_per_s",
                 "train_s_mean", "time_to_98%_s", "peak_rss_mb", "epoch_time_vs_first"]:
         assert col in table, col

@@ -1,12 +1,11 @@
-"""Weight files into pytorch_nn: the shared safetensors format, numpy_nn's .npz, and a plain state_dict saved
-with torch.save (read with torch.load(weights_only=True): tensors only, no other pickled object)."""
+"""Weight files into pytorch_nn: the shared formats (common/weights.py: safetensors, numpy_nn's earlier .npz),
+and pytorch_nn's own, a plain state_dict saved with torch.save (read with torch.load(weights_only=True):
+tensors only, no other pickled object)."""
 import pickle
 from pathlib import Path
 
 import torch
 
-import numpy_nn.checkpoint
-import numpy_nn.model
 from common import weights
 from common.errors import RunError
 
@@ -28,7 +27,6 @@ def read_pth(path: Path) -> dict:
     return arrays
 
 
-def read_weights(path: Path, args) -> tuple[dict, dict]:
+def read_weights(path: Path) -> tuple[dict, dict]:
     """(arrays under torch's names, metadata) of a weights file, by its kind."""
-    return weights.read_any(path, {".pt": read_pth, ".pth": read_pth,
-                                   ".npz": lambda p: numpy_nn.checkpoint.read_npz(p, numpy_nn.model.build(args))})
+    return weights.read_any(path, {".pt": read_pth, ".pth": read_pth})

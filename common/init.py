@@ -1,0 +1,63 @@
+"""Initial weights: drawn once, here, for both twins, so that both runs start from the same point.
+
+initial_weights() walks the network the flags describe and returns its whole state_dict under torch's names
+and layouts (weights, biases, batch-norm buffers) as NumPy arrays; numpy_nn and pytorch_nn each load it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from common.architecture import feature_side
+
+
+def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
+    """(n_in, n_out) weights and (n_out,) bias. he: N(0, 2/n_in), for ReLU; xavier: N(0, 2/(n_in+n_out));
+    torch: nn.Linear's own default, U(+-1/sqrt(n_in)) for both. rng None: zeros, for a layer whose
+    weights are loaded next (the models load initial_weights())."""
+    if rng is None:
+        return np.zeros((n_in, n_out), dtype), np.zeros(n_out, dtype)
+    if init == "he":
+        W, b = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in), np.zeros(n_out)
+    elif init == "xavier":
+        W, b = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / (n_in + n_out)), np.zeros(n_out)
+    elif init == "torch":
+        bound = 1 / np.sqrt(n_in)
+        W, b = rng.uniform(-bound, bound, (n_in, n_out)), rng.uniform(-bound, bound, n_out)
+    else:
+        raise ValueError(f"unknown init {init!r}")
+    return W.astype(dtype), b.astype(dtype)
+
+
+def batch_norm_state(name: str, channels: int, dtype) -> dict:
+    """A fresh batch norm, as torch starts one: gamma 1, beta 0, running mean 0 and variance 1, no batches."""
+    return {f"{name}.weight": np.ones(channels, dtype), f"{name}.bias": np.zeros(channels, dtype),
+            f"{name}.running_mean": np.zeros(channels, dtype), f"{name}.running_var": np.ones(channels, dtype),
+            f"{name}.num_batches_tracked": np.zeros((), np.int64)}
+
+
+def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, init="he", dtype=np.float32,
+                    n_in=784, n_out=10) -> dict:
+    """The state_dict a network starts from, drawn from rng layer by layer in forward order: the convolutions
+    (channels; none for an MLP), then the fully connected layers. A layer that batch norm follows has no bias
+    (its bias is still drawn, and dropped, so that the draws do not depend on --batch-norm)."""
+    state, c_in = {}, 1
+    for i, c in enumerate(channels or (), start=1):
+        W, b = init_weight(c_in * kernel_size ** 2, c, rng, init, dtype)  # fan-in C*k*k, as torch counts it
+        state[f"conv{i}.weight"] = np.ascontiguousarray(W.T).reshape(c, c_in, kernel_size, kernel_size)
+        state.update(batch_norm_state(f"conv{i}_bn", c, dtype) if batch_norm else {f"conv{i}.bias": b})
+        c_in = c
+    if channels:
+        n_in = c_in * feature_side(channels, kernel_size) ** 2
+    sizes = [n_in, *hidden, n_out]
+    for i, (a, b_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        W, b = init_weight(a, b_out, rng, init, dtype)
+        state[f"fc{i}.weight"] = np.ascontiguousarray(W.T)  # torch's (out, in)
+        hidden_bn = batch_norm and i < len(sizes) - 1
+        state.update(batch_norm_state(f"fc{i}_bn", b_out, dtype) if hidden_bn else {f"fc{i}.bias": b})
+    return state
+
+
+def for_flags(args) -> dict:
+    """initial_weights() of the network these flags describe, drawn from --seed."""
+    return initial_weights(np.random.default_rng(args.seed), args.hidden, args.channels or (), args.kernel_size or 3,
+                           args.batch_norm, args.init, np.dtype(args.dtype))

@@ -1,0 +1,138 @@
+"""Every fast kernel equals its reference layer (numpy_nn/fast_conv.py and fast_norm.py against conv.py and norm.py),
+forward and backward: float64 to 1e-12 relative, float32 to float32 rounding; cache blocks of any size.
+The reference layers themselves are checked against finite differences and autograd in test_cnn_layers.py."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from numpy_nn import conv, fast_conv, fast_norm, norm
+from numpy_nn.losses import softmax_cross_entropy
+from numpy_nn.model import CNN
+
+TOL = {np.float64: 1e-12, np.float32: 2e-6}  # relative to the tensor's largest entry; float32: ~16 ulps
+
+
+@pytest.fixture(autouse=True, params=["whole batch", "blocks of one"])
+def blocks(request, monkeypatch):
+    """Every test here runs twice: the batch in one block, as these small inputs fit, and blocks of one image
+    (or one row), so that going block by block is proven not to change a number."""
+    if request.param == "blocks of one":
+        monkeypatch.setattr(fast_conv, "BLOCK_BYTES", 1)
+
+
+def assert_equal(name, fast, reference, dtype):
+    fast, reference = np.asarray(fast), np.asarray(reference)
+    assert fast.shape == reference.shape and fast.dtype == reference.dtype, (name, fast.shape, reference.shape)
+    rel = np.abs(fast - reference).max() / max(np.abs(reference).max(), np.finfo(dtype).tiny)
+    assert rel <= TOL[dtype], f"{name}: fast differs from reference by {rel:.1e} relative (tolerance {TOL[dtype]:.0e})"
+
+
+def run_both(fast, reference, x, dtype, **backward):
+    """The same input and output gradient through both layers; their outputs, dx and every gradient compared."""
+    rng = np.random.default_rng(0)
+    outs = [layer.forward(x.copy()) for layer in (fast, reference)]
+    assert_equal("out", *outs, dtype)
+    dout = rng.standard_normal(outs[1].shape).astype(dtype)
+    assert_equal("dx", fast.backward(dout.copy(), **backward), reference.backward(dout.copy(), **backward), dtype)
+    for name in getattr(reference, "grads", {}):
+        assert_equal(f"d{name}", fast.grads[name], reference.grads[name], dtype)
+
+
+def channels_last_memory(x):
+    """The same values in (N, H, W, C) memory, as the fast layers hand them on."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+DTYPES = [np.float64, np.float32]
+
+
+@pytest.mark.parametrize("n, c_in, c_out, k, stride, padding, side", [
+    (2, 3, 4, 3, 1, 1, 6),   # "same" padding
+    (2, 2, 3, 3, 2, 0, 7),   # stride 2, the output floors: 7 -> 3
+    (1, 2, 3, 5, 1, 2, 5),   # a batch of 1, a kernel as large as the image
+    (3, 1, 2, 2, 2, 1, 5),   # one input channel (im2col by offset), an even kernel, stride and padding
+    (4, 1, 8, 3, 1, 1, 28),  # conv1 of the CNN
+])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d(n, c_in, c_out, k, stride, padding, side, bias, dtype):
+    rng = np.random.default_rng(n + k + stride)
+    reference = conv.Conv2d(c_in, c_out, k, rng, stride, padding, init="torch", dtype=dtype, bias=bias)
+    fast = fast_conv.Conv2d(c_in, c_out, k, None, stride, padding, dtype=dtype, bias=bias)
+    fast.load_state_dict(reference.state_dict())
+    x = rng.standard_normal((n, c_in, side, side)).astype(dtype)
+    for memory in (x, channels_last_memory(x)):
+        run_both(fast, reference, memory, dtype)
+    assert fast.backward(reference.forward(x) * 0, need_dx=False) is None
+
+
+@pytest.mark.parametrize("k, stride, side", [(2, None, 6), (2, None, 7), (3, 2, 7), (3, 1, 4)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool(k, stride, side, dtype):
+    """Windows that tile, that floor (7 -> 3), and that overlap (gradients add up); ties in every window of
+    one channel and in some of another (the first maximum in row-major order wins in both)."""
+    rng = np.random.default_rng(k * side)
+    x = rng.standard_normal((2, 3, side, side)).astype(dtype)
+    x[0, 0] = 1.0
+    x[1, 2, 1:3, 1:3] = 2.0
+    for memory in (x, channels_last_memory(x)):
+        run_both(fast_conv.MaxPool2d(k, stride), conv.MaxPool2d(k, stride), memory, dtype)
+
+
+@pytest.mark.parametrize("kind, shape", [("BatchNorm2d", (4, 3, 5, 5)), ("BatchNorm2d", (1, 2, 3, 3)),
+                                         ("BatchNorm1d", (6, 5)), ("BatchNorm1d", (3, 4))])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm(kind, shape, training, dtype):
+    """Training (batch statistics, running ones updated for 3 steps) and evaluation (running statistics).
+    (Not a batch of 2 in BatchNorm1d: there xhat is +-1 whatever x is, so dx is 0 plus rounding noise.)"""
+    rng = np.random.default_rng(len(shape) + shape[0])
+    reference, fast = getattr(norm, kind)(shape[1], dtype=dtype), getattr(fast_norm, kind)(shape[1], dtype=dtype)
+    reference.params["gamma"][...] = rng.standard_normal(shape[1])
+    reference.params["beta"][...] = rng.standard_normal(shape[1])
+    reference.running_mean[...], reference.running_var[...] = rng.standard_normal(shape[1]), rng.random(shape[1]) + 0.5
+    fast.load_state_dict(reference.state_dict())
+    reference.training = fast.training = training
+    for step in range(3):
+        x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+        run_both(fast, reference, channels_last_memory(x) if len(shape) == 4 and step else x, dtype)
+    for name, value in reference.state_dict().items():
+        assert_equal(name, fast.state_dict()[name], value, dtype)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_whole_cnn(batch_norm, dtype):
+    """The whole network built from either set of layers: logits, loss and every gradient."""
+    models = [CNN((3, 4), 3, (6,), batch_norm=batch_norm, init="torch", seed=2, dtype=dtype, kernels=k)
+              for k in ("fast", "reference")]
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((5, 1, 28, 28)).astype(dtype), rng.integers(0, 10, 5)
+    logits = [m.forward(x) for m in models]
+    assert_equal("logits", *logits, dtype)
+    for m, z in zip(models, logits):
+        m.backward(softmax_cross_entropy(z, y)[1])
+    for name in models[1].grads:
+        assert_equal(f"d {name}", models[0].grads[name], models[1].grads[name], dtype)
+
+
+def test_train_py_reference_and_fast_kernels_agree_per_epoch(mnist_dir, tmp_path):
+    """The CLI: the same float64 CNN trained with --kernels reference and --kernels fast, epoch by epoch."""
+    histories = []
+    for kernels in ("reference", "fast"):
+        argv = ["--model", "cnn", "--channels", "4,8", "--hidden", "16", "--batch-norm", "--dropout", "0.2",
+                "--dtype", "float64", "--epochs", "2", "--batch-size", "64", "--limit-train", "512", "--val-size", "256",
+                "--kernels", kernels, "--quiet", "--data-dir", str(mnist_dir), "--out", str(tmp_path / kernels)]
+        proc = subprocess.run([sys.executable, "numpy_nn/train.py", *argv], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        histories.append((tmp_path / kernels / "history.json").read_text())
+    import json
+    (ref, fast) = [json.loads(h) for h in histories]
+    assert ref["config"]["kernels"] == "reference" and fast["config"]["kernels"] == "fast"
+    for a, b in zip(ref["epochs"] + [ref], fast["epochs"] + [fast]):
+        for key in ("train_loss", "val_loss", "test_loss"):
+            if key in a:
+                assert abs(a[key] - b[key]) <= 1e-10 * abs(a[key]), (key, a[key], b[key])
