@@ -5,7 +5,7 @@ comparison.md/.csv (one row per implementation), epochs.csv (every
 epoch of every run), parity.csv and interchange.csv (the twins are one network), optimizers.csv,
 scaling.csv, sweep.csv/.md in sweep mode, and the figures: loss.png, accuracy.png, epoch_time.png,
 confusion.png, misclassified.png, samples.png, parity.png, weights.png, optimizers.png, scaling.png
-(and sweep.png). Every training run is its own process (comparison/runs.py).
+(and sweep.png). Training runs happen in worker processes, one per implementation and device (comparison/runs.py).
 """
 from __future__ import annotations
 

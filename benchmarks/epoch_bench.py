@@ -69,7 +69,7 @@ def chosen(opts) -> list[str]:
 
 def model_parser():
     """train.py's model flags, both twins' switches among them: what the benchmarks take to pick a network."""
-    parser = flags.make_parser("the network to time", train_script=False)
+    parser = flags.make_parser("the network to time")
     flags.numpy_flags(parser, backend=False)
     flags.pytorch_flags(parser)
     return parser

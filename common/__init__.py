@@ -1,13 +1,18 @@
 """What both trainers share, so that each train.py keeps only the lines that really differ (forward,
 backward, step). Nothing here imports numpy_nn or pytorch_nn: the shared layer serves both twins alike.
 
-    flags     the command-line flags both train.py scripts take, and their checks
-    presets   named configurations, with what they measured
-    loop      the epoch loop, evaluation, history records
-    metrics   scoring logits (cross-entropy, accuracy) with a log-softmax of its own
-    files     atomic writes and JSON
-    machine   what the machine is: cores, CPU, versions, its matrix-multiply peak; FLOPs of a step
-    cli       main(): flags -> data -> train or evaluate -> files, every expected failure in one line
+    flags         the command-line flags both train.py scripts take (each twin's own switches too), and checks
+    presets       named configurations, with what they measured
+    architecture  the networks' shapes and arithmetic: feature sizes, parameter counts, FLOPs of a step
+    init          the initial weights, drawn once for both twins
+    loop          the epoch loop, evaluation, history records
+    metrics       scoring logits (cross-entropy, accuracy) with a log-softmax of its own
+    weights       the weight-file formats: safetensors (model files and checkpoints), numpy_nn's earlier .npz
+    resume        checkpoints: writing them, reading them back, the progress they record
+    files         atomic writes and JSON
+    machine       what the machine is: cores, CPU, versions, its matrix-multiply peak, memory
+    errors        the expected failures, said in one line
+    cli           main(): flags -> data -> train or evaluate -> files, every expected failure in one line
 
 A trainer is a small class (numpy_nn/train.py, pytorch_nn/train.py) with:
     name                      "numpy" / "pytorch"

@@ -47,9 +47,9 @@ def n_params(args) -> int:
 
 
 def memory_needed(args) -> int:
-    """Bytes a training run holds for its parameters, about: weights, gradients and two optimizer moments
-    in each twin (pytorch_nn builds numpy_nn's network for its initial weights), a scratch buffer, and the
-    float64 draw of the largest initial weight matrix. Activations are left out: they scale with the batch."""
+    """Bytes a training run holds for its parameters, about: weights, gradients, two optimizer moments and a
+    scratch buffer, the initial weights drawn on the host (common/init.py) before the model loads them, and
+    the float64 draw of the largest initial weight matrix. Activations are left out: they scale with the batch."""
     itemsize = 8 if args.dtype == "float64" else 4
     sizes = [784 if args.model == "mlp" else 0, *args.hidden, 10]
     largest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
