@@ -44,3 +44,18 @@ def test_bare_numpy_loop_is_numpy_nn(model, optimizer, mnist_dir):
             {n: np.abs(ours[n] - theirs[n]).max() for n in ours}
     else:
         assert len(ours) == len(theirs) and all(np.abs(a - b).max() < 1e-10 for a, b in zip(ours, theirs))
+
+
+def test_benchmarks_take_any_network(capsys):
+    """epoch_bench and phases take train.py's model flags over their defaults; a bad one is one argparse line."""
+    import epoch_bench
+    args = epoch_bench.trainer_args(["--model", "cnn", "--channels", "24,32", "--hidden", "256", "--optimizer", "adam",
+                                     "--kernels", "reference"], 256)
+    assert (args.channels, args.hidden, args.optimizer, args.kernels, args.batch_size) == ((24, 32), (256,), "adam",
+                                                                                           "reference", 256)
+    assert (args.dropout, args.momentum, args.device) == (0.0, 0.0, "cpu")
+    default = epoch_bench.trainer_args([], 64)
+    assert (default.model, default.hidden, default.optimizer, default.momentum) == ("mlp", (128, 64), "sgd", 0.9)
+    with pytest.raises(SystemExit):
+        epoch_bench.main(["--channels", "4", "--repeats", "1"])  # --channels without --model cnn
+    assert "--channels applies to --model cnn" in capsys.readouterr().err

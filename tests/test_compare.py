@@ -153,3 +153,37 @@ def test_stored_runs_are_reused_and_a_crash_loses_only_the_run_in_progress(mnist
     assert compare.main([*argv, "--fresh"]) == 0 and "runs reused)" not in capsys.readouterr().out
     # another --lr is another main run; the optimizer study sets its own learning rates, so its runs stay
     assert compare.main([*argv, "--lr", "2e-3"]) == 0 and "(2 runs reused)" in capsys.readouterr().out
+
+
+def test_every_flag_of_a_child_run_reaches_it():
+    """model_argv derives a child run's flags from its train.py's parser: every flag given to compare.py (here
+    each with a value other than its default) comes back equal when the child parses what it is handed."""
+    from comparison.runs import model_argv, parse_run_args, run_parser
+    argv = ["--model", "cnn", "--channels", "4,8", "--kernel-size", "5", "--hidden", "16", "--batch-norm",
+            "--epochs", "3", "--batch-size", "32", "--test-batch-size", "500", "--lr", "0.02", "--optimizer", "sgd",
+            "--momentum", "0.5", "--nesterov", "--weight-decay", "0.01", "--schedule", "step", "--step-size", "2",
+            "--gamma", "0.5", "--activation", "tanh", "--dropout", "0.2", "--init", "torch", "--dtype", "float64",
+            "--val-size", "100", "--limit-train", "300", "--threads", "1", "--data-dir", "somewhere",
+            "--kernels", "reference", "--no-fused", "--compile"]
+    args = compare.parse(argv)
+    for impl in ("numpy", "pytorch", None):
+        child = parse_run_args(impl, "cpu", model_argv(args, impl, seed=3))
+        assert child.seed == 3
+        for action in run_parser(impl)._actions:
+            if action.dest in {"help", "preset", "quiet", "device", "seed", "out", "save_model", "evaluate",
+                               "checkpoint_every", "resume", "backend"}:  # set per run, or (backend) numpy_nn's
+                continue                                                   # on the CPU in every comparison
+            assert getattr(child, action.dest) == getattr(args, action.dest), (impl, action.dest)
+
+
+def test_peak_memory_is_measured_per_run():
+    """The worker's high-water mark is reset before each run, so a run is not charged with an earlier one's."""
+    import numpy as np
+    from comparison.runs import peak_memory_mb, reset_peak_memory
+    big = np.ones(100 * 2**20 // 8)  # 100 MiB, touched
+    before = peak_memory_mb()
+    del big
+    reset_peak_memory()
+    if not compare.Path("/proc/self/clear_refs").exists():
+        pytest.skip("no /proc/self/clear_refs: the peak is the process's (Linux only)")
+    assert peak_memory_mb() < before - 50

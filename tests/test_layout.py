@@ -5,7 +5,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ["data_loader", "mnist_files", "common.cli", "common.loop", "common.flags", "common.metrics",
-          "common.files", "common.machine", "common.weights", "common.presets", "common.errors"]
+          "common.files", "common.machine", "common.weights", "common.presets", "common.errors", "common.init",
+          "common.architecture", "common.resume"]
 
 
 def imported_after(statement: str) -> set[str]:
@@ -27,3 +28,25 @@ def test_numpy_nn_trains_without_torch():
 def test_the_twins_are_mirrored_file_for_file():
     files = {twin: sorted(p.name for p in (ROOT / twin).glob("*.py")) for twin in ("numpy_nn", "pytorch_nn")}
     assert files["numpy_nn"] == files["pytorch_nn"]
+
+
+def test_pytorch_nn_imports_nothing_from_numpy_nn():
+    """Each twin stands alone: what both need (initial weights, file formats) lives in common/."""
+    loaded = imported_after("import pytorch_nn.train, pytorch_nn.model, pytorch_nn.weight_files")
+    assert "numpy_nn" not in loaded
+
+
+def test_no_source_file_over_250_lines():
+    files = [p for p in ROOT.rglob("*.py") if "tests" not in p.parts and ".git" not in p.parts]
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > 250}
+    assert not long, long
+
+
+def test_reference_layers_fit_on_a_screen():
+    """numpy_nn's reference CNN layers read like the math: each class about 80 lines or fewer, docstrings included."""
+    import ast
+    for name in ("conv.py", "norm.py"):
+        tree = ast.parse((ROOT / "numpy_nn" / name).read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                assert node.end_lineno - node.lineno + 1 <= 80, (name, node.name)
