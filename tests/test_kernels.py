@@ -12,7 +12,7 @@ from numpy_nn import conv, fast_conv, fast_norm, norm
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import CNN
 
-TOL = {np.float64: 1e-12, np.float32: 2e-6}  # relative to the tensor's largest entry; float32: ~16 ulps
+TOL = {np.float64: 1e-12, np.float32: 5e-6}  # relative to the largest entry; float32: ~40 ulps (seen: 13)
 
 
 @pytest.fixture(autouse=True, params=["whole batch", "blocks of one"])
