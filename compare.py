@@ -22,7 +22,7 @@ from pathlib import Path
 import data_loader
 from common import flags, machine
 from common.errors import RunError
-from common.files import atomic_path
+from common.files import atomic_path, check_folder
 from comparison import images, plots, proof, studies, tables
 from comparison.runs import Store, Workers, devices, model_argv, train_job, train_size
 from comparison.studies import OPTIMIZERS, SWEEP_FLAGS
@@ -148,8 +148,7 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     store = Store(args.out / "runs", fresh=args.fresh)
     try:
-        if args.out.exists() and not args.out.is_dir():
-            raise RunError(f"--out {args.out}: is a file, not a folder; name a folder for the report")
+        check_folder(args.out, "--out", "the report")
         data_loader.load_raw(args.data_dir)  # fail early, in one line, before any child starts
         from tqdm import tqdm
         n_rows = len(devices(args))
@@ -183,6 +182,10 @@ def main(argv=None) -> int:
             replace_outputs(tmp, args.out)
     except (data_loader.DataError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a figure or table written straight into the temporary folder: a full disk, say
+        print(f"error: could not write the report into {args.out} ({e.strerror or e}); the finished runs are "
+              f"stored in {args.out / 'runs'}: free some space and run the same command again", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted: the finished runs are stored in {args.out / 'runs'}; the same command continues "

@@ -136,6 +136,11 @@ def load_raw(data_dir=None, *, allow_download=True, counts=COUNTS, checksums=Fal
     checksums: also compute the MD5 of each uncompressed content (about 0.1 s).
     """
     folder = resolve_dir(data_dir)
+    not_folder = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if not_folder is not None:
+        where = "--data-dir" if data_dir else "MNIST_DIR" if os.environ.get("MNIST_DIR") else "the data folder"
+        raise DataError(f"{where} {folder}: {'it' if not_folder == folder else not_folder} is a file, not a folder; "
+                        f"name the folder that holds the four MNIST IDX files")
     paths, missing = locate(folder)
     if missing and allow_download:
         download_error = None

@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 import data_loader
 from common import architecture, machine, resume, weights
 from common.errors import Diverged, RunError
-from common.files import write_json
+from common.files import check_folder, write_json
 from common.flags import ENVIRONMENT, adopt, explicit, make_parser, parse_args
 from common.loop import Progress, evaluate, fit
 from data_loader import DataError
@@ -39,9 +39,10 @@ class StopRequest:
         return self
 
     def __exit__(self, *exc):
-        if self.signum is None:  # once asked to stop, a later signal still exits at once, quietly
-            for s, handler in self.previous.items():
-                signal.signal(s, handler)
+        """The handlers from before, whether or not a stop was asked for: a later Ctrl-C in this process is
+        then what it was (KeyboardInterrupt, or whatever the caller installed), never this one's os._exit."""
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
     def handle(self, signum, frame):
         name = signal.Signals(signum).name
@@ -72,8 +73,7 @@ def prepare(args, given, name):
         if recorded:
             adopt(recorded, args, given, weights.ARCHITECTURE, args.evaluate)
     args.out = args.out or Path("runs") / name
-    if args.out.exists() and not args.out.is_dir():
-        raise RunError(f"--out {args.out}: is a file, not a folder; name a folder for history.json and the model")
+    check_folder(args.out, "--out", "history.json and the model")
     need, have = architecture.memory_needed(args), machine.available_memory()
     if have and need > have:
         raise RunError(f"the model ({architecture.n_params(args):,} parameters) needs about {need / 2**30:.1f} GiB "

@@ -10,15 +10,35 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path beside `path`; on success rename it into place, on failure remove it."""
+    """Yield a temporary path beside `path`; on success rename it into place, on failure remove it. A write
+    that fails for the disk's sake (full, read-only, gone: OSError, or safetensors' own error for the same)
+    becomes one RunError naming the file; whatever was at `path` before is left as it was."""
+    from common.errors import RunError
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except Exception as e:
+        if not isinstance(e, OSError) and type(e).__name__ != "SafetensorError":
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:120]
+        raise RunError(f"could not write {path} ({reason}); any earlier {path.name} there is left as it was: "
+                       f"free some space, or write elsewhere with --out") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def check_folder(path: Path, flag: str, purpose: str) -> None:
+    """Raise RunError, in one line, when `path` cannot be a folder because it, or a folder above it, is a file."""
+    from common.errors import RunError
+    not_folder = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if not_folder == path:
+        raise RunError(f"{flag} {path}: is a file, not a folder; name a folder for {purpose}")
+    if not_folder is not None:
+        raise RunError(f"{flag} {path}: {not_folder} is a file, not a folder; name a folder for {purpose}")
 
 
 def jsonable(o):

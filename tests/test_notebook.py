@@ -13,6 +13,7 @@ from conftest import ROOT
 def execute(name, mnist_dir, tmp_path, monkeypatch) -> list:
     """Run notebooks/<name> in a fresh kernel; fail if any cell fails; return every cell output."""
     monkeypatch.setenv("MNIST_DIR", str(mnist_dir))  # the kernel inherits it: the same data as every test
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as on headless machines and many CI setups: figures must show anyway
     copy = tmp_path / name
     shutil.copy(ROOT / "notebooks" / name, copy)
     notebook = nbformat.read(copy, as_version=4)
