@@ -56,7 +56,7 @@ class StopRequest:
         return self.signum is not None
 
 
-def prepare(args, given, name):
+def prepare(parser, args, given, name):
     """The flags to run with: a checkpoint's (--resume) or a model file's architecture (--evaluate) taken in;
     --out checked; a model too large for this machine's memory refused before anything is allocated."""
     checkpoint = None
@@ -65,13 +65,19 @@ def prepare(args, given, name):
         recorded = {k: v for k, v in checkpoint[1]["config"].items() if k not in ("resume", "out")}
         # every recorded flag comes back (the same --threads too: BLAS sums in another order with more);
         # the environment's flags may be given anew, any other only with the value it had
-        adopt(recorded, args, given - set(ENVIRONMENT), recorded.keys() - (given & set(ENVIRONMENT)),
+        adopt(parser, recorded, args, given - set(ENVIRONMENT), recorded.keys() - (given & set(ENVIRONMENT)),
               f"the checkpoint in {args.resume}")
         args.out = args.out or (args.resume if args.resume.is_dir() else args.resume.parent)
     elif args.evaluate and args.evaluate.suffix == ".safetensors" and args.evaluate.is_file():
-        recorded = weights.read_metadata(args.evaluate).get("config")
-        if recorded:
-            adopt(recorded, args, given, weights.ARCHITECTURE, args.evaluate)
+        meta = weights.read_metadata(args.evaluate)
+        if meta.get("kind") == "checkpoint":
+            raise RunError(f"{args.evaluate}: a training checkpoint, not a model file; continue its run with --resume "
+                           f"{args.evaluate.parent} (a finished run with --save-model writes model.safetensors)")
+        if meta:
+            if not isinstance(meta.get("config"), dict):
+                raise RunError(f"{args.evaluate}: its record has no flags ('config'); the file is damaged or was "
+                               f"not written by this project's train.py")
+            adopt(parser, meta["config"], args, given, weights.ARCHITECTURE, args.evaluate)
     args.out = args.out or Path("runs") / name
     check_folder(args.out, "--out", "history.json and the model")
     need, have = architecture.memory_needed(args), machine.available_memory()
@@ -89,7 +95,7 @@ def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, given = parse_args(parser, argv), explicit(parser, argv)
     try:
-        checkpoint = prepare(args, given, trainer_cls.name)
+        checkpoint = prepare(parser, args, given, trainer_cls.name)
         threadpool_limits(args.threads)  # after prepare: a resumed run takes the threads it recorded
         machine.keep_freed_memory()
         data = load_data(args)
@@ -98,8 +104,12 @@ def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
             return score(trainer, data, args)
         progress = Progress()
         if checkpoint:
-            trainer.load_state(checkpoint[0], checkpoint[1]["trainer"])
             progress = resume.progress_of(checkpoint[1])
+            try:
+                trainer.load_state(checkpoint[0], {**checkpoint[1]["trainer"], "started": progress.epoch + progress.step > 0})
+            except (ValueError, KeyError) as e:
+                raise RunError(f"the checkpoint in {args.resume}: {' '.join(str(e).split())}; it is damaged: start the "
+                               f"run again without --resume") from None
 
         def periodic(p):
             if args.checkpoint_every and p.epoch % args.checkpoint_every == 0 and p.epoch < args.epochs:
@@ -145,10 +155,12 @@ def run(trainer_cls, description, add_flags) -> None:
 
 def score(trainer, data, args) -> int:
     """--evaluate: the file's weights into this twin, scored on the test set."""
-    arrays, _ = trainer.read_weights(args.evaluate)
+    arrays, meta = trainer.read_weights(args.evaluate)
     try:
         trainer.load_weights(arrays)
     except ValueError as e:
+        if meta:  # our own file: the architecture came from its record
+            raise RunError(f"{args.evaluate}: its tensors contradict its own record ({e}); the file is damaged") from None
         raise RunError(f"{args.evaluate}: {e}; pass the model flags it was trained with") from None
     loss, acc = evaluate(trainer, data.x_test, data.y_test, args.test_batch_size)
     print(f"{args.evaluate}: test loss {loss:.4f}, accuracy {acc:.2%} ({len(data.y_test)} images)")

@@ -20,8 +20,13 @@ FORMAT = "mnist-twins"
 ARCHITECTURE = ("model", "hidden", "channels", "kernel_size", "batch_norm", "activation", "dtype")
 
 
+def dtype_name(a) -> str:
+    """A NumPy array's or a torch tensor's element type, as NumPy names it ("float32")."""
+    return str(a.dtype).removeprefix("torch.")
+
+
 def check_match(arrays: dict, own: dict) -> None:
-    """Raise ValueError, in one line, unless arrays has exactly own's names and shapes."""
+    """Raise ValueError, in one line, unless arrays has exactly own's names, shapes and element types."""
     if set(arrays) != set(own):
         missing, extra = sorted(set(own) - set(arrays)), sorted(set(arrays) - set(own))
         raise ValueError("tensors do not match this model's: " + "; ".join(filter(None, [
@@ -29,6 +34,9 @@ def check_match(arrays: dict, own: dict) -> None:
     for name, v in own.items():
         if tuple(np.shape(arrays[name])) != tuple(v.shape):
             raise ValueError(f"{name} has shape {tuple(np.shape(arrays[name]))}, this model's is {tuple(v.shape)}")
+        if dtype_name(np.asarray(arrays[name])) != dtype_name(v):
+            raise ValueError(f"{name} holds {dtype_name(np.asarray(arrays[name]))}, this model's {dtype_name(v)} "
+                             f"(--dtype)")
 
 
 def check_finite(arrays: dict, path) -> None:

@@ -18,16 +18,23 @@ class SGD:
             raise ValueError("nesterov needs momentum > 0")
         self.params, self.grads = params, grads  # name -> array; the layers' own arrays, shared
         self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
-        self.buf = {}
+        self.buf, self.steps = {}, 0  # a momentum buffer per parameter from the first step on
         self.xp = array_module(*params.values())
 
     def state_dict(self):
-        return {f"momentum_buffer.{name}": b for name, b in self.buf.items()}, {}
+        return {f"momentum_buffer.{name}": b for name, b in self.buf.items()}, {"steps": self.steps}
 
     def load_state_dict(self, arrays, numbers):
-        self.buf = {k.split(".", 1)[1]: self.xp.array(v) for k, v in arrays.items()}
+        """Refuses a state that has taken steps with momentum but lacks a buffer: resuming from zeros would
+        silently be another run."""
+        buf = {k.split(".", 1)[1]: self.xp.array(v) for k, v in arrays.items() if k.startswith("momentum_buffer.")}
+        missing = [name for name in self.params if name not in buf]
+        if self.momentum and numbers.get("steps", 0) > 0 and missing:
+            raise ValueError(f"the optimizer's state lacks the momentum buffer of {', '.join(missing)}")
+        self.buf, self.steps = buf, numbers.get("steps", 0)
 
     def step(self):
+        self.steps += 1
         for name, p in self.params.items():
             g = self.grads[name]
             if self.weight_decay:
@@ -64,10 +71,14 @@ class Adam:
         return moments, {"step": self.t}
 
     def load_state_dict(self, arrays, numbers):
+        """Refuses a state without its step count or without both moments of every parameter."""
+        missing = [k for name in self.params for k in (f"exp_avg.{name}", f"exp_avg_sq.{name}") if k not in arrays]
+        if missing or "step" not in numbers:
+            raise ValueError(f"the optimizer's state lacks {', '.join(missing or ['its step count'])}")
         self.t = numbers["step"]
-        for k, v in arrays.items():
-            kind, name = k.split(".", 1)
-            (self.m if kind == "exp_avg" else self.v)[name][...] = self.xp.asarray(v)
+        for name in self.params:
+            self.m[name][...] = self.xp.asarray(arrays[f"exp_avg.{name}"])
+            self.v[name][...] = self.xp.asarray(arrays[f"exp_avg_sq.{name}"])
 
     def step(self):
         self.t += 1

@@ -114,6 +114,14 @@ class Trainer:
             if k.startswith("optimizer."):
                 _, index, name = k.split(".", 2)
                 state.setdefault(int(index), {})[name] = torch.from_numpy(v)
+        # a run that has taken steps has the optimizer's state of every parameter: refuse one that lacks some
+        # (torch would quietly start those from zeros)
+        needed = {"sgd": {"momentum_buffer"} if self.args.momentum else set()}.get(self.args.optimizer,
+                                                                                  {"step", "exp_avg", "exp_avg_sq"})
+        n = len(self.opt.param_groups[0]["params"])
+        lacking = sorted({f"{k} of parameter {i}" for i in range(n) for k in needed - set(state.get(i, {}))})
+        if lacking and (meta.get("started") or state):
+            raise ValueError(f"the optimizer's state lacks {', '.join(lacking[:3])}" + (" ..." if len(lacking) > 3 else ""))
         self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         for param, moments in self.opt.state.items():  # each moment in its parameter's memory format: the fused
             for k, v in moments.items():                # kernel pairs elements by memory order, not by index

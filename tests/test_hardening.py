@@ -7,7 +7,7 @@ import pytest
 
 import numpy_nn.train
 import pytorch_nn.train
-from common import cli
+from common import cli, weights
 from conftest import QUICK, run_train
 
 TRAINERS = {"numpy": numpy_nn.train, "pytorch": pytorch_nn.train}
@@ -96,3 +96,91 @@ def test_stop_request_gives_back_the_handlers_it_found():
         stop.handle(signal.SIGINT, None)
         assert stop()
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+# --- weight files whose own record is wrong ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_file(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    assert run_train(numpy_nn.train, [*QUICK, "--epochs", "1", "--hidden", "32", "--save-model", "--out", str(out)],
+                     mnist_dir)[0] == 0
+    return out / "model.safetensors"
+
+
+DROP = object()
+
+
+def with_record(path, folder, **changes):
+    """A copy of a model file whose recorded flags ('config') have these changes (DROP deletes one)."""
+    arrays, meta = weights.read_file(path)
+    config = {k: v for k, v in {**meta["config"], **changes}.items() if v is not DROP}
+    copy = folder / "edited.safetensors"
+    weights.write_file(copy, arrays, {**{k: v for k, v in meta.items() if k != "format"}, "config": config})
+    return copy
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+@pytest.mark.parametrize("changes, message", [
+    (dict(activation="swish"), "records --activation 'swish', not one of relu, tanh, sigmoid"),
+    (dict(hidden=[32, -1]), "records --hidden [32, -1], "),
+    (dict(hidden="abc"), "records --hidden 'abc', "),
+    (dict(hidden=[32.5]), "records --hidden [32.5], "),
+    (dict(batch_norm="yes"), "records --batch-norm 'yes', not true or false"),
+    (dict(dtype="float16"), "records --dtype 'float16', not one of float32, float64"),
+    (dict(activation=DROP), "its record lacks 'activation'"),
+    (dict(model="cnn", channels=None), "records --model cnn with --channels None"),
+    (dict(model="cnn", channels=[4, 8], kernel_size=3), "its tensors contradict its own record"),
+    (dict(hidden=[16]), "its tensors contradict its own record"),
+])
+def test_a_model_file_whose_record_is_wrong(impl, changes, message, model_file, mnist_dir, tmp_path, capsys):
+    edited = with_record(model_file, tmp_path, **changes)
+    assert run_train(TRAINERS[impl], ["--evaluate", str(edited)], mnist_dir)[0] == 1
+    err = one_line_error(capsys)
+    assert str(edited) in err and message in err, err
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_evaluate_given_a_checkpoint_says_so(impl, mnist_dir, tmp_path, capsys):
+    from common import flags, resume
+    from common.loop import Progress
+    parser = flags.make_parser("t")
+    TRAINERS[impl].add_flags(parser)
+    args = flags.parse_args(parser, ["--hidden", "16", "--device", "cpu"] if impl == "pytorch" else ["--hidden", "16"])
+    path = resume.write(tmp_path, TRAINERS[impl].Trainer(args), args, Progress())
+    assert run_train(TRAINERS[impl], ["--evaluate", str(path)], mnist_dir)[0] == 1
+    assert f"{path}: a training checkpoint, not a model file; continue its run with --resume" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_weights_of_another_dtype_are_refused(impl):
+    from common import flags
+    parser = flags.make_parser("t")
+    TRAINERS[impl].add_flags(parser)
+    trainer = TRAINERS[impl].Trainer(flags.parse_args(parser, ["--hidden", "16"]))
+    arrays = {k: v.astype("float64") if v.dtype.kind == "f" else v for k, v in trainer.weights().items()}
+    with pytest.raises(ValueError, match="fc1.weight holds float64, this model's float32"):
+        trainer.load_weights(arrays)
+
+
+# --- checkpoints whose optimizer state is incomplete -------------------------------------------------------
+
+@pytest.mark.parametrize("impl", TRAINERS)
+@pytest.mark.parametrize("optimizer", [["--optimizer", "adam"], ["--optimizer", "sgd", "--momentum", "0.9"]])
+def test_a_checkpoint_without_its_optimizer_state_is_refused(impl, optimizer, mnist_dir, tmp_path, monkeypatch,
+                                                              capsys):
+    """Resuming Adam without its moments, or momentum SGD without its buffers, would quietly be another run."""
+    from test_survival import signal_at_step
+    module = TRAINERS[impl]
+    signal_at_step(monkeypatch, module, 5)
+    assert run_train(module, [*QUICK, *optimizer, "--out", str(tmp_path)], mnist_dir)[0] == 130
+    monkeypatch.undo()
+    arrays, meta = weights.read_file(tmp_path / "checkpoint.safetensors")
+    kept = {k: v for k, v in arrays.items() if not (k.startswith("optimizer.") and k.endswith(("exp_avg_sq.all", "1")))
+            and "momentum_buffer" not in k and not k.endswith("exp_avg_sq")}
+    assert len(kept) < len(arrays)
+    weights.write_file(tmp_path / "checkpoint.safetensors", kept, {k: v for k, v in meta.items() if k != "format"})
+    capsys.readouterr()
+    assert run_train(module, ["--resume", str(tmp_path)], mnist_dir)[0] == 1
+    err = one_line_error(capsys)
+    assert f"the checkpoint in {tmp_path}: the optimizer's state lacks" in err and "start the run again" in err

@@ -171,13 +171,13 @@ def test_cross_twin_predictions_are_identical(models, mnist_dir):
     for path, _ in models.values():
         argmax = []
         for module in TRAINERS.values():
-            args = module.Trainer  # the file brings the architecture: build the trainer the way --evaluate does
+            # the file brings the architecture: build the trainer the way --evaluate does
             code_args = ["--evaluate", str(path), "--data-dir", str(mnist_dir)]
             from common import flags, cli
             parser = flags.make_parser("t")
             module.add_flags(parser)
             args = flags.parse_args(parser, code_args)
-            cli.prepare(args, flags.explicit(parser, code_args), module.Trainer.name)
+            cli.prepare(parser, args, flags.explicit(parser, code_args), module.Trainer.name)
             trainer = module.Trainer(args)
             trainer.load_weights(trainer.read_weights(path)[0])
             argmax.append(trainer.predict(data.x_test).argmax(1))
