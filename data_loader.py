@@ -77,15 +77,16 @@ def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int, *, drop_last: bool = False,
-            skip: int = 0):
+            skip: int = 0, min_last: int = 1):
     """Yield (x_batch, y_batch) in the (seed, epoch) order; each sample once per epoch. x and y may be
     NumPy arrays or the same data placed by a trainer (torch tensors, CuPy arrays): the order is the same.
 
-    The last batch holds the n % batch_size samples left over; drop_last=True skips it instead.
+    The last batch holds the n % batch_size samples left over; drop_last=True skips it instead, and so does
+    a last batch of fewer than min_last samples (batch norm takes statistics over a batch: it needs 2).
     skip=k starts at the epoch's batch k (a resumed run picks up exactly where it stopped).
     """
     order = _index_like(batch_order(len(x), seed, epoch), x)
-    stop = len(x) - len(x) % batch_size if drop_last else len(x)
+    stop = len(x) - len(x) % batch_size if drop_last or len(x) % batch_size < min_last else len(x)
     for start in range(skip * batch_size, stop, batch_size):
         idx = order[start:start + batch_size]
         yield x[idx], y[idx]

@@ -43,6 +43,17 @@ class Progress:
         self.epoch, self.step, self.loss_sum, self.correct, self.seconds = self.epoch + 1, 0, 0.0, 0, 0.0
 
 
+def min_last_batch(args) -> int:
+    """The smallest last batch an epoch trains on: with batch norm 2, as a batch of one image has no batch
+    statistics (its variance is 0: torch refuses it, a hand-written layer would divide by sqrt(eps)); the one
+    image left over is skipped that epoch, in both twins alike, as torch's DataLoader(drop_last=True) would."""
+    return 2 if args.batch_norm else 1
+
+
+def trained_per_epoch(n, args) -> int:
+    return n if n % args.batch_size == 0 or n % args.batch_size >= min_last_batch(args) else n - n % args.batch_size
+
+
 def train_epoch(trainer, x, y, args, epoch, progress=None, stop=None) -> dict | None:
     """One pass over (x, y), as placed by trainer.place, in the (seed, epoch) order; times the updates only.
     Returns the epoch's training figures, or None when stop() asked to stop: progress then says where.
@@ -58,7 +69,8 @@ def train_epoch(trainer, x, y, args, epoch, progress=None, stop=None) -> dict | 
     start = time.perf_counter()
     # numpy's overflow warnings would only precede the one-line divergence error raised below
     with bar, np.errstate(over="ignore", invalid="ignore"):
-        for xb, yb in data_loader.batches(x, y, args.batch_size, args.seed, epoch, skip=first):
+        for xb, yb in data_loader.batches(x, y, args.batch_size, args.seed, epoch, skip=first,
+                                          min_last=min_last_batch(args)):
             if stop is not None and stop():
                 stopped = True
                 break
@@ -82,7 +94,8 @@ def train_epoch(trainer, x, y, args, epoch, progress=None, stop=None) -> dict | 
     p.seconds += time.perf_counter() - start
     if stopped:
         return None
-    return {"train_loss": p.loss_sum / n, "train_acc": p.correct / n, "epoch_seconds": p.seconds}
+    trained = trained_per_epoch(n, args)
+    return {"train_loss": p.loss_sum / trained, "train_acc": p.correct / trained, "epoch_seconds": p.seconds}
 
 
 def _diverged(trainer, epoch, step, loss) -> Diverged:
@@ -98,6 +111,9 @@ def fit(trainer, data, args, log=print, test_each_epoch=False, progress=None, st
     p = progress or Progress()
     x, y = trainer.place(data.x_train, data.y_train)  # once: on a GPU the whole training set moves there
     interrupted = False
+    if trained_per_epoch(len(x), args) < len(x):
+        log(f"note: {len(x):,} training images in batches of {args.batch_size} leave 1 over, which --batch-norm "
+            f"cannot normalize alone: each epoch trains on {trained_per_epoch(len(x), args):,}")
     while p.epoch < args.epochs:
         lr = trainer.lr
         figures = train_epoch(trainer, x, y, args, p.epoch, p, stop)

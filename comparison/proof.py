@@ -44,7 +44,8 @@ def lockstep(trainers, data, args, steps=STEPS) -> np.ndarray:
     losses = np.empty((len(trainers), steps))
     step = 0
     for epoch in itertools.count():
-        for batch in zip(*(data_loader.batches(x, y, args.batch_size, args.seed, epoch) for x, y in placed)):
+        for batch in zip(*(data_loader.batches(x, y, args.batch_size, args.seed, epoch,
+                                               min_last=loop.min_last_batch(args)) for x, y in placed)):
             for i, (trainer, (xb, yb)) in enumerate(zip(trainers, batch)):
                 losses[i, step] = trainer.train_step(xb, yb)[0]
             step += 1

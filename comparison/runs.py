@@ -11,6 +11,7 @@ import math
 import resource
 import signal
 import statistics
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -161,11 +162,16 @@ class Store:
         folder = self.path(fn, args)
         if self.fresh or not (folder / "result.json").is_file():
             return None
-        result = json.loads((folder / "result.json").read_text(), object_hook=_nan)["result"]
-        if (folder / "arrays.safetensors").is_file():
-            arrays = load_file(str(folder / "arrays.safetensors"))
-            result["test_pred"] = arrays.pop("test_pred")
-            result["weights"] = {k.split(".", 1)[1]: v for k, v in arrays.items()}
+        try:
+            result = json.loads((folder / "result.json").read_text(), object_hook=_nan)["result"]
+            if (folder / "arrays.safetensors").is_file():
+                arrays = load_file(str(folder / "arrays.safetensors"))
+                result["test_pred"] = arrays.pop("test_pred")
+                result["weights"] = {k.split(".", 1)[1]: v for k, v in arrays.items()}
+        except Exception as e:  # truncated JSON, a damaged arrays file, a missing key: a run to do again
+            print(f"\n{folder}: damaged ({type(e).__name__}: {' '.join(str(e).split())[:80]}); training that run "
+                  f"again", file=sys.stderr)
+            return None
         self.reused += 1
         return result
 

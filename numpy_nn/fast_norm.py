@@ -11,8 +11,6 @@ that made the CNN fast. Each trick, and what it bought as measured on 2 cores:
 - Fewer passes: out = centered * (gamma * inv_std) + beta, never xhat itself; backward folds the two
   correction terms into per-channel vectors before it touches the whole map.
 """
-import numpy as np
-
 from numpy_nn import norm
 from numpy_nn.fast_conv import blocks
 

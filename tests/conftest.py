@@ -35,6 +35,12 @@ def mnist64(mnist_dir):
     return data_loader.load_mnist(mnist_dir, dtype=np.float64, val_size=1000, limit_train=2000)
 
 
+@pytest.fixture(scope="session")
+def images64(mnist_dir):
+    """float64 (N, 1, 28, 28) views; 1,000 training images: 32 steps of 32 per epoch (the CNN parity tests)."""
+    return data_loader.load_mnist(mnist_dir, dtype=np.float64, val_size=1000, limit_train=1000, images=True)
+
+
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
     """An IDX file for a uint8 array (magic 0x801 for 1-D labels, 0x803 for 3-D images)."""
     magic = magic if magic is not None else 0x800 + array.ndim

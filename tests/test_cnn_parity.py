@@ -3,10 +3,9 @@ and by weight interchange with the batch-norm statistics included."""
 import numpy as np
 import pytest
 
-import data_loader
 import numpy_nn.train
 import pytorch_nn.train
-from test_parity import LOSS_RTOL, WEIGHT_TOL, assert_cli_histories_agree, losses_and_weights, make_args
+from test_parity import assert_cli_histories_agree, assert_lockstep, losses_and_weights, make_args
 
 SMALL = ["--model", "cnn", "--channels", "4,8", "--kernel-size", "3", "--hidden", "16", "--batch-norm",
          "--batch-size", "32"]
@@ -17,27 +16,13 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def images64(mnist_dir):
-    """float64 (N, 1, 28, 28) views; 1,000 training images: 32 steps of 32 per epoch."""
-    return data_loader.load_mnist(mnist_dir, dtype=np.float64, val_size=1000, limit_train=1000, images=True)
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_cnn_step_by_step_parity(case, images64):
     args = make_args([*SMALL, *CASES[case]])
-    np_losses, np_trainer = losses_and_weights(numpy_nn.train.Trainer(args), images64, args)
-    pt_losses, pt_trainer = losses_and_weights(pytorch_nn.train.Trainer(args), images64, args)
-    assert len(np_losses) == len(pt_losses) >= 100
-    rel = np.abs(np_losses - pt_losses) / np.abs(pt_losses)
-    assert rel.max() <= LOSS_RTOL, f"{case}: step {rel.argmax() + 1} differs by {rel.max():.2e} (relative)"
-    assert np_losses[-1] < np_losses[0] * 0.5
-    wa, wb = np_trainer.weights(), pt_trainer.weights()
-    assert wa.keys() == wb.keys() and "conv2_bn.running_var" in wa and "conv1.bias" not in wa
-    for k in wa:  # weights, running statistics, and num_batches_tracked
-        diff = np.max(np.abs(wa[k] - wb[k]))
-        assert diff <= WEIGHT_TOL, f"{case}: final {k} differs by {diff:.2e}"
-    assert int(wa["conv1_bn.num_batches_tracked"]) == len(np_losses)
+    weights = assert_lockstep(case, losses_and_weights(numpy_nn.train.Trainer(args), images64, args),
+                              losses_and_weights(pytorch_nn.train.Trainer(args), images64, args))
+    assert "conv2_bn.running_var" in weights and "conv1.bias" not in weights  # statistics compared too; no bias
+    assert int(weights["conv1_bn.num_batches_tracked"]) == args.epochs * 32
 
 
 def test_cnn_cli_histories_agree(mnist_dir, tmp_path):

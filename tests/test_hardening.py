@@ -3,6 +3,7 @@ one line that names the flag, file or value, or in a clean recovery."""
 import signal
 import subprocess
 
+import numpy as np
 import pytest
 
 import numpy_nn.train
@@ -184,3 +185,37 @@ def test_a_checkpoint_without_its_optimizer_state_is_refused(impl, optimizer, mn
     assert run_train(module, ["--resume", str(tmp_path)], mnist_dir)[0] == 1
     err = one_line_error(capsys)
     assert f"the checkpoint in {tmp_path}: the optimizer's state lacks" in err and "start the run again" in err
+
+
+# --- batch norm and a last batch of one image ---------------------------------------------------------------
+
+def test_a_last_batch_of_one_is_skipped_with_batch_norm(mnist_dir, tmp_path, capsys):
+    """129 images in batches of 64 leave one over, which batch norm cannot normalize alone (torch refuses it;
+    a hand-written layer would divide by sqrt(eps)): both twins skip it, say so once, and agree (float64)."""
+    argv = ["--batch-norm", "--limit-train", "129", "--batch-size", "64", "--epochs", "2", "--dropout", "0",
+            "--dtype", "float64", "--val-size", "500", "--threads", "1"]
+    histories = {}
+    for impl, module in TRAINERS.items():
+        code, histories[impl] = run_train(module, [*argv, "--out", str(tmp_path / impl)], mnist_dir)
+        assert code == 0
+        assert capsys.readouterr().out.count("leave 1 over, which --batch-norm cannot normalize alone") == 1
+    for a, b in zip(histories["numpy"]["epochs"], histories["pytorch"]["epochs"]):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 1e-10 * a["train_loss"]
+    import data_loader
+    x = list(data_loader.batches(np.arange(129), np.arange(129), 64, 1, 0, min_last=2))
+    assert [len(b[0]) for b in x] == [64, 64]
+
+
+# --- compare.py and a damaged stored run ------------------------------------------------------------------
+
+def test_a_damaged_stored_run_is_trained_again(tmp_path, capsys):
+    from comparison.runs import Store, train_job
+    store = Store(tmp_path)
+    args = ("numpy", "cpu", ["--epochs", "1"], False)
+    store.put(train_job, args, {"epochs": [], "test_acc": 0.9})
+    assert store.get(train_job, args) == {"epochs": [], "test_acc": 0.9}
+    result = store.path(train_job, args) / "result.json"
+    result.write_text(result.read_text()[:20])  # truncated, as by a crash of another tool or a full disk
+    assert store.get(train_job, args) is None
+    err = capsys.readouterr().err
+    assert f"{store.path(train_job, args)}: damaged (JSONDecodeError" in err and "training that run again" in err

@@ -51,21 +51,31 @@ def test_same_initial_weights():
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
 
 
+def assert_lockstep(name, a, b, min_steps=100):
+    """a, b: (losses, trainer) of two runs from the same weights on the same batches (losses_and_weights). Every
+    step's loss within LOSS_RTOL and every final tensor (weights, batch-norm statistics) within WEIGHT_TOL; on
+    failure, the first step where they part with both values, as llm.c's test prints them. The one check behind
+    the MLP, CNN and GPU parity tests."""
+    (la, ta), (lb, tb) = [(t.host(list(l)) if not isinstance(l[0], float) else np.asarray(l), t) for l, t in (a, b)]
+    assert len(la) == len(lb) >= min_steps, (len(la), len(lb))
+    rel = np.abs(la - lb) / np.abs(lb)
+    first = int(np.argmax(rel > LOSS_RTOL)) if np.any(rel > LOSS_RTOL) else None
+    assert first is None, (f"{name}: step {first + 1} loss {la[first]!r} vs {lb[first]!r}; max rel diff {rel.max():.2e}; "
+                           f"first losses {la[:3]} vs {lb[:3]}")
+    assert la[-1] < la[0] * 0.5, f"{name}: not training ({la[0]:.3f} -> {la[-1]:.3f})"
+    wa, wb = ta.weights(), tb.weights()
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        diff = np.max(np.abs(wa[k] - wb[k]))
+        assert diff <= WEIGHT_TOL, f"{name}: final {k} differs by {diff:.2e}"
+    return wa
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_step_by_step_parity(case, mnist64):
     args = make_args(CASES[case])
-    np_losses, np_trainer = losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args)
-    pt_losses, pt_trainer = losses_and_weights(pytorch_nn.train.Trainer(args), mnist64, args)
-    assert len(np_losses) == len(pt_losses) >= 100
-    rel = np.abs(np_losses - pt_losses) / np.abs(pt_losses)
-    first = np.argmax(rel > LOSS_RTOL) if np.any(rel > LOSS_RTOL) else None
-    assert first is None, (f"{case}: step {first + 1} loss numpy {np_losses[first]!r} vs torch {pt_losses[first]!r}; "
-                           f"max rel diff {rel.max():.2e}; first losses {np_losses[:3]} vs {pt_losses[:3]}")
-    assert np_losses[-1] < np_losses[0] * 0.5  # and it is training, not standing still
-    wa, wb = np_trainer.weights(), pt_trainer.weights()
-    for k in wa:
-        diff = np.max(np.abs(wa[k] - wb[k]))
-        assert diff <= WEIGHT_TOL, f"{case}: final {k} differs by {diff:.2e}"
+    assert_lockstep(case, losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args),
+                    losses_and_weights(pytorch_nn.train.Trainer(args), mnist64, args))
 
 
 def test_cli_histories_agree(mnist_dir, tmp_path):
