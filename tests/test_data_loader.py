@@ -44,7 +44,7 @@ def test_float64_on_request_matches_float32(mnist_dir):
     np.testing.assert_array_equal(d32.y_train, d64.y_train)
 
 
-def test_split_is_fixed_and_limit_takes_a_prefix():
+def test_split_is_fixed():
     a_train, a_val = data_loader.split_indices(60000, 5000)
     b_train, b_val = data_loader.split_indices(60000, 5000)
     np.testing.assert_array_equal(a_train, b_train)
@@ -52,6 +52,15 @@ def test_split_is_fixed_and_limit_takes_a_prefix():
     assert len(a_train) == 55000 and len(np.union1d(a_train, a_val)) == 60000
     with pytest.raises(DataError, match="--val-size"):
         data_loader.split_indices(100, 100)
+
+
+def test_limit_train_takes_a_prefix_of_the_training_split(mnist_dir):
+    """--limit-train N trains on the first N images of the same training split; validation is untouched."""
+    whole = data_loader.load_mnist(mnist_dir, val_size=1000)
+    part = data_loader.load_mnist(mnist_dir, val_size=1000, limit_train=300)
+    np.testing.assert_array_equal(part.x_train, whole.x_train[:300])
+    np.testing.assert_array_equal(part.y_train, whole.y_train[:300])
+    np.testing.assert_array_equal(part.x_val, whole.x_val)
 
 
 def test_cli_summary(mnist_dir, capsys):
@@ -200,8 +209,8 @@ def _order(n, bs, seed, epoch, drop_last=False):
 
 def test_batches_deterministic_and_each_sample_once():
     a, b = _order(1000, 64, seed=3, epoch=2), _order(1000, 64, seed=3, epoch=2)
-    assert all(np.array_equal(p, q) for p, q in zip(a, b)) and len(a) == len(b) == 16
     assert [len(p) for p in a] == [64] * 15 + [40]  # the last partial batch, explicitly
+    assert len(a) == len(b) and all(np.array_equal(p, q) for p, q in zip(a, b))
     np.testing.assert_array_equal(np.sort(np.concatenate(a)), np.arange(1000))
 
 

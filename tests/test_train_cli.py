@@ -79,7 +79,7 @@ def test_bad_flags_get_one_argparse_line(impl, argv, flag, mnist_dir, capsys):
 
 
 @pytest.mark.parametrize("impl", TRAINERS)
-def test_missing_data_and_bad_checkpoints_are_one_line(impl, tmp_path, capsys, monkeypatch):
+def test_missing_data_is_one_line(impl, tmp_path, capsys, monkeypatch):
     import torchvision.datasets
     monkeypatch.setattr(torchvision.datasets, "MNIST", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("offline")))
     assert run_train(TRAINERS[impl], QUICK, tmp_path / "empty")[0] == 1
