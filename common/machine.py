@@ -39,6 +39,13 @@ def keep_freed_memory() -> None:
         libc.mallopt(-1, 2 << 30)  # M_TRIM_THRESHOLD: keep up to 2 GiB of free heap for the next step
 
 
+def release_freed_memory() -> None:
+    """Hand the free memory keep_freed_memory() kept back to the system (glibc's malloc_trim): between two runs
+    in one worker, so that the next run's peak memory is its own, not the previous run's heap."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def cpu_name() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
