@@ -2,10 +2,11 @@
 
 Writes into --out (default results/), beside runs/ (every finished run, reused by the same command):
 comparison.md/.csv (one row per implementation), epochs.csv (every
-epoch of every run), parity.csv and interchange.csv (the twins are one network), optimizers.csv,
-scaling.csv, sweep.csv/.md in sweep mode, and the figures: loss.png, accuracy.png, epoch_time.png,
-confusion.png, misclassified.png, samples.png, parity.png, weights.png, optimizers.png, scaling.png
-(and sweep.png). Training runs happen in worker processes, one per implementation and device (comparison/runs.py).
+epoch of every run), parity.csv and interchange.csv (the twins are one network), layers.csv (where a step's
+time goes), precision.csv (float32 against float64), optimizers.csv, scaling.csv, sweep.csv/.md in sweep mode,
+and the figures: accuracy_vs_time.png, loss.png, accuracy.png, epoch_time.png, confusion.png,
+misclassified.png, samples.png, parity.png, weights.png, layers.png, optimizers.png, scaling.png (and
+sweep.png). Under results/ it also rewrites results/README.md, the index of every report there. Training runs happen in worker processes, one per implementation and device (comparison/runs.py).
 """
 from __future__ import annotations
 
@@ -20,16 +21,17 @@ import time
 from pathlib import Path
 
 import data_loader
-from common import flags, machine
+from common import architecture, flags, machine
 from common.errors import RunError
 from common.files import atomic_path, check_folder
-from comparison import images, plots, proof, studies, tables
+from comparison import images, index, layers, plots, proof, studies, tables
 from comparison.runs import Store, Workers, devices, model_argv, train_job, train_size
 from comparison.studies import OPTIMIZERS, SWEEP_FLAGS
 
 OUTPUTS = ["comparison.md", "comparison.csv", "epochs.csv", "parity.csv", "interchange.csv", "optimizers.csv",
-           "scaling.csv", "sweep.csv", "sweep.md", "loss.png", "accuracy.png", "epoch_time.png", "confusion.png",
-           "misclassified.png", "samples.png", "parity.png", "weights.png", "optimizers.png", "scaling.png", "sweep.png"]
+           "scaling.csv", "sweep.csv", "sweep.md", "layers.csv", "precision.csv", "loss.png", "accuracy.png",
+           "accuracy_vs_time.png", "epoch_time.png", "confusion.png", "misclassified.png", "samples.png", "parity.png",
+           "weights.png", "layers.png", "optimizers.png", "scaling.png", "sweep.png"]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -41,6 +43,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="16,32,64,128,256,512,1024",
                    help="scaling study batch sizes; '' to skip (default: %(default)s)")
     p.add_argument("--only", choices=["numpy", "pytorch"], help="run one implementation only (no parity section)")
+    p.add_argument("--target", type=flags.number(float, 0, 100, low_open=True, high_open=True),
+                   help="the test accuracy (%%) whose time-to the report gives (default: 98 for mlp, 99 for cnn)")
     flags.numpy_flags(p, backend=False)
     flags.pytorch_flags(p)
     p.add_argument("--fresh", action="store_true",
@@ -60,6 +64,7 @@ def parse(argv):
     parser = make_parser()
     args = flags.parse_args(parser, argv)
     args.sweep = any(getattr(args, f"sweep_{k}") for k in SWEEP_FLAGS)
+    args.target = (args.target or (99.0 if args.model == "cnn" else 98.0)) / 100
     if args.quick:
         args.seeds, args.epochs, args.limit_train = 1, min(args.epochs, 2), 2000
         args.val_size = 500 if args.val_size == data_loader.VAL_SIZE else args.val_size
@@ -92,7 +97,7 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
             h["n_train"] = train_size(args)
             runs.append(h)
             progress.update()
-    table, epochs = tables.summarize(runs)
+    table, epochs = tables.summarize(runs, args.target)
     tables.write_csv(table, tmp / "comparison.csv")
     tables.write_csv(epochs, tmp / "epochs.csv")
     data = data_loader.load_mnist(args.data_dir, val_size=args.val_size, limit_train=args.limit_train)
@@ -100,6 +105,7 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     preds = {name: r["test_pred"] for name, r in kept.items()}
     plots.plot_curves(epochs, tmp / "loss.png", "loss")
     plots.plot_curves(epochs, tmp / "accuracy.png", "acc")
+    plots.plot_accuracy_vs_time(epochs, args.target, tmp / "accuracy_vs_time.png")
     plots.plot_epoch_times(epochs, table, tmp / "epoch_time.png")
     images.plot_confusions(data.y_test, preds, tmp / "confusion.png")
     images.plot_misclassified(data.raw.test_images, data.y_test, preds, tmp / "misclassified.png")
@@ -107,7 +113,8 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     images.plot_weights({name: r["weights"] for name, r in kept.items()}, tmp / "weights.png")
 
     sections = [f"## Comparison ({args.seeds} seed{'s' * (args.seeds > 1)}, {args.epochs} epochs)\n",
-                tables.markdown_table(table), "",
+                *tables.comparison_markdown(table),
+                "![accuracy against training time](accuracy_vs_time.png)\n\n"
                 "![loss](loss.png)\n\n![accuracy](accuracy.png)\n\n![epoch time](epoch_time.png)\n\n"
                 "![confusion](confusion.png)\n\n![misclassified](misclassified.png)\n\n![samples](samples.png)\n"]
     if not any(d == "cuda" for _, d in rows):
@@ -121,6 +128,12 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
                                   {n: r["weights"] for n, r in kept.items()}, preds)
         sections += proof.section(result, interchange, tmp)
         progress.update()
+        progress.set_postfix_str("where the time goes")
+        steps = 20 if args.quick else 200
+        sections += layers.section(workers.run(("proof", "cpu"), layers.layers_job, argv, steps), steps,
+                                   args.batch_size, tmp)
+        progress.update()
+        sections += studies.precision(args, tmp, progress, workers)
 
     if args.optimizer_names:
         sections += studies.optimizers(args, rows, tmp, progress, workers)
@@ -155,7 +168,7 @@ def main(argv=None) -> int:
         if args.sweep:
             total = n_rows * math.prod(len(getattr(args, f"sweep_{k}") or [0]) for k in SWEEP_FLAGS)
         else:
-            total = n_rows * (args.seeds + len(args.optimizer_names) + len(args.batch_size_list)) + (not args.only)
+            total = n_rows * (args.seeds + len(args.optimizer_names) + len(args.batch_size_list)) + 6 * (not args.only)
         start = time.perf_counter()
         args.out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=args.out, prefix=".compare-") as tmp, \
@@ -171,6 +184,7 @@ def main(argv=None) -> int:
                 if store.reused else ""
             header = ["# numpy_nn vs pytorch_nn on MNIST\n",
                       f"Reproduce: `python compare.py {shlex.join(argv)}`".rstrip() + "\n",
+                      f"Network: {architecture.describe(args)}\n",
                       f"Machine: {env['cpu']}, {env['cores']} cores, {args.threads} threads; Python {env['python']}, "
                       f"NumPy {env['numpy']}, PyTorch {env['torch']}. Wall time {time.perf_counter() - start:.0f} s."
                       f"{reused}\n",
@@ -180,6 +194,8 @@ def main(argv=None) -> int:
             with atomic_path(tmp / ("sweep.md" if args.sweep else "comparison.md")) as f:
                 f.write_text("\n".join(header + sections) + "\n")
             replace_outputs(tmp, args.out)
+        if args.out.resolve() == index.ROOT or args.out.resolve().parent == index.ROOT:
+            index.write_index()
     except (data_loader.DataError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

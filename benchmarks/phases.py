@@ -9,88 +9,21 @@ Median microseconds per step over --steps steps of each twin on real batches, fl
 CPU only: every phase below is synchronous there, so wall-clock timing per phase is honest.
 """
 import argparse
-import itertools
-import statistics
-import time
-from collections import defaultdict
 
 import torch
 from threadpoolctl import threadpool_limits
 
 from common import cli, machine
 from epoch_bench import trainer_args
-import data_loader
+
 import numpy_nn.train
 import pytorch_nn.train
-from numpy_nn.losses import softmax_cross_entropy
-from pytorch_nn.losses import cross_entropy as torch_cross_entropy
-
-
-def timed(times, name, fn, *args):
-    t = time.perf_counter()
-    out = fn(*args)
-    times[name].append(time.perf_counter() - t)
-    return out
-
-
-def numpy_step(trainer, x, y, times, per_layer):
-    model, opt = trainer.model, trainer.opt
-    out = x
-    for name, layer in model.layers.items():
-        out = timed(per_layer, f"forward {name}", layer.forward, out)
-    loss, dlogits = timed(times, "loss", softmax_cross_entropy, out, y)
-    dout = dlogits
-    for name, layer in reversed(model.layers.items()):
-        if layer is model.first:
-            timed(per_layer, f"backward {name}", layer.backward, dout, False)
-            break
-        dout = timed(per_layer, f"backward {name}", layer.backward, dout)
-    timed(times, "optimizer step", opt.step)
-    timed(times, ".item() + accuracy", lambda: (float(loss), int((out.argmax(axis=1) == y).sum())))
-    for phase in ("forward", "backward"):
-        times[phase].append(sum(v[-1] for k, v in per_layer.items() if k.startswith(phase)))
-
-
-def torch_step(trainer, x, y, times, per_layer):
-    """As numpy_step: each module's forward timed as it runs; each layer's backward from the moments autograd
-    delivers the gradient of its output and of its input (hooks on the activations; on the CPU every kernel
-    has finished when the hook runs)."""
-    model, opt = trainer.model, trainer.opt
-    out, stamps = x, []
-    layers = list(model.named_children())
-    for name, module in layers:
-        out = timed(per_layer, f"forward {name}", module, out)
-        out.register_hook(lambda grad, name=name: stamps.append((name, time.perf_counter())))
-    logits = out
-    loss = timed(times, "loss", torch_cross_entropy, logits, y)
-    timed(times, "zero_grad", opt.zero_grad, True)
-    start = time.perf_counter()
-    loss.backward()
-    times["backward"].append(time.perf_counter() - start)
-    ends = [t for _, t in stamps[1:]] + [start + times["backward"][-1]]  # layer L ends when L-1's output grad is ready
-    for (name, t0), t1 in zip(stamps, ends):
-        per_layer[f"backward {name}"].append(t1 - t0)
-    times["forward"].append(sum(v[-1] for k, v in per_layer.items() if k.startswith("forward")))
-    timed(times, "optimizer step", opt.step)
-    timed(times, ".item() + accuracy", lambda: (loss.item(), int((logits.argmax(dim=1) == y).sum())))
+from comparison import layers
 
 
 def profile(impl, batch_size, steps, data, opts):
     args = trainer_args(opts.model_argv, batch_size)
-    trainer = (numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args)
-    x, y = trainer.place(data.x_train, data.y_train)
-    times, per_layer = defaultdict(list), defaultdict(list)
-    batches = (b for epoch in itertools.count() for b in data_loader.batches(x, y, batch_size, 1, epoch))
-    for step in range(steps + 20):
-        xb, yb = timed(times, "batch gather", next, batches)
-        if impl == "numpy":
-            numpy_step(trainer, xb, yb, times, per_layer)
-        else:
-            torch_step(trainer, xb, yb, times, per_layer)
-        if step == 19:  # warm-up done
-            times.clear(), per_layer.clear()
-    return ({k: statistics.median(v) * 1e6 for k, v in times.items()},
-            {k: statistics.median(v) * 1e6 for k, v in per_layer.items()})
+    return layers.profile((numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args), data, args, steps)
 
 
 def main(argv=None):

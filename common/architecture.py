@@ -54,3 +54,13 @@ def memory_needed(args) -> int:
     sizes = [784 if args.model == "mlp" else 0, *args.hidden, 10]
     largest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     return n_params(args) * itemsize * 7 + largest * 8
+
+
+def describe(args) -> str:
+    """The network in a few words, as a report's header names it."""
+    norm = ", batch norm" if args.batch_norm else ""
+    dense = "-".join(map(str, [*args.hidden, 10]))
+    if args.model == "cnn":
+        return (f"CNN: {args.kernel_size}x{args.kernel_size} convolutions of {','.join(map(str, args.channels))} "
+                f"channels{norm}, 2x2 max pooling, {args.activation}; dense {dense}")
+    return f"MLP 784-{dense}, {args.activation}{norm}"

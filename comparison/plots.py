@@ -137,3 +137,46 @@ def plot_sweep(df, path):
     ax.set_title("Sweep: best validation accuracy per configuration")
     ax.grid(alpha=0.3, axis="y")
     save(fig, path)
+
+
+def plot_accuracy_vs_time(epochs, target, path):
+    """accuracy_vs_time.png: test accuracy after each epoch against the training seconds spent so far, every
+    seed of both twins, with the target drawn: how much accuracy for how many seconds."""
+    fig, (ax,) = figure(1, width=7.5, height=4.6)
+    for (impl, device), df in epochs.groupby(["implementation", "device"], sort=False):
+        for i, (_, run) in enumerate(df.groupby("seed")):
+            run = run.sort_values("epoch")
+            ax.plot(run["epoch_seconds"].cumsum(), run["test_acc"] * 100, "o-", color=color(impl, device),
+                    markersize=3, alpha=0.8, label=label(impl, device) if i == 0 else None)
+    ax.axhline(target * 100, color="gray", linestyle=":", label=f"target {target:.0%}")
+    if epochs["test_acc"].max() < target:
+        ax.text(0.02, 0.88, "target not reached in this run", transform=ax.transAxes, fontsize=8, color="gray")
+    ax.set_xlim(left=0)
+    ax.set_xlabel("training seconds (cumulative; evaluation excluded)")
+    ax.set_ylabel("test accuracy after the epoch (%)")
+    ax.set_title("Accuracy for time: every seed, each point an epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, path)
+
+
+def plot_layers(df, path):
+    """layers.png: forward and backward milliseconds per step of every layer (and the loss and the optimizer
+    step), numpy_nn and pytorch_nn side by side."""
+    layers = list(dict.fromkeys(df["layer"]))
+    fig, (ax,) = figure(1, width=8.5, height=max(3.5, 0.42 * len(layers) + 1.5))
+    y = range(len(layers))
+    for k, impl in enumerate(("numpy", "pytorch")):
+        g = df[df["implementation"] == impl].set_index("layer").reindex(layers).fillna(0)
+        offset = [v + (-0.2 if k == 0 else 0.2) for v in y]  # (the y axis is inverted: numpy_nn above)
+        ax.barh(offset, g["forward_ms"], height=0.38, color=COLORS[impl], label=f"{impl}_nn forward")
+        ax.barh(offset, g["backward_ms"], left=g["forward_ms"], height=0.38, color=COLORS[impl], alpha=0.45,
+                label=f"{impl}_nn backward")
+    ax.set_yticks(list(y), layers)
+    ax.invert_yaxis()
+    ax.margins(x=0.04)
+    ax.set_xlabel("milliseconds per training step (median)")
+    ax.set_title("Where a step's time goes, layer by layer (upper bar numpy_nn, lower pytorch_nn)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8)
+    save(fig, path)

@@ -87,3 +87,27 @@ def sweep(args, tmp: Path, progress, workers) -> list[str]:
             "![sweep](sweep.png)\n"]
 
 
+
+
+def precision(args, tmp, progress, workers) -> list[str]:
+    """precision.csv: the same network's epoch time in float32 and float64 for both twins on the CPU, on a
+    subset, measured in this run, with the ratio numpy_nn / pytorch_nn for each precision."""
+    images, repeats = min(train_size(args), 500 if args.quick else 2000), 1 if args.quick else 2
+    rows = []
+    for dtype in ("float32", "float64"):
+        row = {"dtype": dtype, "images": images}
+        for impl in ("numpy", "pytorch"):
+            progress.set_postfix_str(f"precision {dtype}: {impl}")
+            argv = model_argv(args, impl, dtype=dtype, limit_train=images, seed=1)
+            row[f"{impl}_epoch_s"] = workers.run((impl, "cpu"), time_epoch_job, impl, "cpu", argv, repeats)
+            progress.update()
+        rows.append({**row, "numpy_over_pytorch": row["numpy_epoch_s"] / row["pytorch_epoch_s"]})
+    table = pd.DataFrame(rows)
+    tables.write_csv(table, tmp / "precision.csv")
+    r32, r64 = table["numpy_over_pytorch"]
+    return [f"## What precision costs (median of {repeats} epoch{'s' * (repeats > 1)} of {images:,} images after a "
+            f"warm-up, the CPU)\n",
+            f"numpy_nn takes {r32:.2f}x pytorch_nn's time in float32 and {r64:.2f}x in float64 on this network. The "
+            f"libraries take other paths for the wider type (NumPy's float64 matrix products run at half the float32 "
+            f"rate; PyTorch's float64 CPU convolution does not go through oneDNN), so the ratio between the twins "
+            f"need not hold from one precision to the other.\n", tables.markdown_table(table), ""]

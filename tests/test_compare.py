@@ -6,8 +6,8 @@ import pytest
 import compare
 
 ROOT = compare.Path(__file__).resolve().parents[1]
-FIGURES = ["loss.png", "accuracy.png", "epoch_time.png", "confusion.png", "misclassified.png", "samples.png",
-           "parity.png", "weights.png", "optimizers.png", "scaling.png"]
+FIGURES = ["accuracy_vs_time.png", "loss.png", "accuracy.png", "epoch_time.png", "confusion.png", "misclassified.png",
+           "samples.png", "parity.png", "weights.png", "layers.png", "optimizers.png", "scaling.png"]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_quick_writes_every_output(quick):
     code, out = quick
     assert code == 0
     for name in ["comparison.md", "comparison.csv", "epochs.csv", "parity.csv", "interchange.csv", "optimizers.csv",
-                 "scaling.csv", *FIGURES]:
+                 "scaling.csv", "layers.csv", "precision.csv", *FIGURES]:
         assert (out / name).stat().st_size > 0, name
     for name in FIGURES:
         image = matplotlib.image.imread(out / name)
@@ -38,8 +38,9 @@ def test_quick_tables(quick):
     assert list(table["implementation"]) == ["numpy", "pytorch"]
     assert list(table["runs_with"]) == ["fast kernels, optimizer on one flat buffer", "fused optimizer"]
     for col in ["test_acc_mean", "test_acc_std", "test_loss_mean", "best_val_acc", "median_epoch_s", "samples_per_s",
-                "train_s_mean", "time_to_98%_s", "peak_rss_mb", "epoch_time_vs_first"]:
+                "train_s_mean", "target_acc", "time_to_target_s", "peak_rss_mb", "epoch_time_vs_numpy_nn"]:
         assert col in table, col
+    assert list(table["target_acc"]) == [0.98, 0.98] and list(table["epoch_time_vs_numpy_nn"])[0] == 1
     assert table["test_acc_mean"].between(0.5, 1).all() and table["best_val_acc"].between(0, 1).all()
     assert (table["median_epoch_s"] > 0).all() and (table["peak_rss_mb"] > 50).all()
     epochs = pd.read_csv(out / "epochs.csv")
@@ -51,6 +52,51 @@ def test_quick_tables(quick):
     assert set(scale["batch_size"]) == {64, 512} and (scale["gflops"] > 0).all()
     report = (out / "comparison.md").read_text()
     assert "Reproduce: `python compare.py --quick" in report and "| numpy | cpu |" in report
+    assert "Network: MLP 784-128-64-10, relu" in report and "| time to 98 % (s) |" in report
+
+
+def test_the_report_has_no_code_names_for_headers(quick):
+    """Every Markdown table's header reads as words (the CSV files keep the machine-friendly names), and each
+    column of the comparison table that needs it is explained under the table."""
+    _, out = quick
+    report = (out / "comparison.md").read_text().splitlines()
+    headers = [line for line, below in zip(report, report[1:]) if line.startswith("|") and below.startswith("|---")]
+    assert len(headers) >= 7
+    cells = [c.strip() for line in headers for c in line.strip("|").split("|")]
+    assert not [c for c in cells if "_" in c.replace("numpy_nn", "").replace("pytorch_nn", "")], cells
+    assert "- *time to 98 % (s)*: " in "\n".join(report) and "- *epoch time vs numpy_nn*: " in "\n".join(report)
+
+
+def test_the_report_says_where_the_time_goes_and_what_precision_costs(quick):
+    _, out = quick
+    layers = pd.read_csv(out / "layers.csv")
+    for impl in ("numpy", "pytorch"):
+        mine = layers[layers["implementation"] == impl].set_index("layer")
+        assert {"fc1", "fc1_relu", "fc2", "fc3", "loss", "optimizer step"} <= set(mine.index)
+        assert (mine.loc[["fc1", "fc2", "fc3"], ["forward_ms", "backward_ms"]] > 0).all().all()
+    precision = pd.read_csv(out / "precision.csv")
+    assert list(precision["dtype"]) == ["float32", "float64"]
+    assert (precision[["numpy_epoch_s", "pytorch_epoch_s"]] > 0).all().all()
+    assert (precision["numpy_over_pytorch"] - precision["numpy_epoch_s"] / precision["pytorch_epoch_s"]).abs().max() < 1e-12
+    report = (out / "comparison.md").read_text()
+    assert "## Where the time goes, layer by layer" in report and "They differ most at " in report
+    assert "## What precision costs" in report and "in float64 on this network" in report
+
+
+def test_the_results_index_links_every_report(tmp_path):
+    """results/README.md (as committed) links every report folder under results/; and the index is rebuilt from
+    whatever reports a folder holds."""
+    from comparison import index
+    root = ROOT / "results"
+    folders = [p for p in [root, *root.iterdir()] if (p / "comparison.md").is_file()]
+    readme = (root / "README.md").read_text()
+    for folder in folders:
+        link = "comparison.md" if folder == root else f"{folder.name}/comparison.md"
+        assert f"]({link})" in readme, link
+    import shutil
+    shutil.copytree(root / "fast", tmp_path / "fast")
+    text = index.write_index(tmp_path).read_text()
+    assert "](fast/comparison.md)" in text and "98." in text
 
 
 def test_the_report_shows_the_twins_are_one_network(quick):
