@@ -110,9 +110,12 @@ def section(df: pd.DataFrame, steps: int, batch_size: int, out) -> list[str]:
     totals = wide.sum()
     top = {impl: wide[impl].idxmax() for impl in ("numpy", "pytorch")}
     differ = (wide["numpy"] - wide["pytorch"]).abs().idxmax()
+    def where(impl):
+        layer = top[impl]
+        return f"{'the ' if layer in ('loss', 'optimizer step') else ''}{layer}"
     said = (f"numpy_nn spends {wide.loc[top['numpy'], 'numpy'] / totals['numpy']:.0%} of its {totals['numpy']:.1f} ms "
-            f"step in {top['numpy']}, pytorch_nn {wide.loc[top['pytorch'], 'pytorch'] / totals['pytorch']:.0%} of its "
-            f"{totals['pytorch']:.1f} ms in {top['pytorch']}. They differ most at {differ}: "
+            f"step in {where('numpy')}, pytorch_nn {wide.loc[top['pytorch'], 'pytorch'] / totals['pytorch']:.0%} of its "
+            f"{totals['pytorch']:.1f} ms in {where('pytorch')}. They differ most at {differ}: "
             f"{wide.loc[differ, 'numpy']:.2f} ms in numpy_nn against {wide.loc[differ, 'pytorch']:.2f} ms in pytorch_nn "
             f"({wide.loc[differ, 'numpy'] / max(wide.loc[differ, 'pytorch'], 1e-9):.2f}x).")
     table = wide.reset_index().rename(columns={"numpy": "numpy_nn (ms)", "pytorch": "pytorch_nn (ms)"})
