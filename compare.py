@@ -1,12 +1,13 @@
 """Train both twins with one config on the same data and report accuracy and time: `python compare.py --help`.
 
 Writes into --out (default results/), beside runs/ (every finished run, reused by the same command):
-comparison.md/.csv (one row per implementation), epochs.csv (every
-epoch of every run), parity.csv and interchange.csv (the twins are one network), layers.csv (where a step's
-time goes), precision.csv (float32 against float64), optimizers.csv, scaling.csv, sweep.csv/.md in sweep mode,
-and the figures: accuracy_vs_time.png, loss.png, accuracy.png, epoch_time.png, confusion.png,
-misclassified.png, samples.png, parity.png, weights.png, layers.png, optimizers.png, scaling.png (and
-sweep.png). Under results/ it also rewrites results/README.md, the index of every report there. Training runs happen in worker processes, one per implementation and device (comparison/runs.py).
+comparison.md/.csv (one row per implementation), epochs.csv (every epoch of every run), parity.csv and
+interchange.csv (the twins are one network), layers.csv (where a step's time goes), precision.csv (float32
+against float64), optimizers.csv, scaling.csv, sweep.csv/.md in sweep mode, and the figures:
+accuracy_vs_time.png, loss.png, accuracy.png, epoch_time.png, confusion.png, misclassified.png, samples.png,
+parity.png, weights.png, layers.png, optimizers.png, scaling.png (and sweep.png). Under results/ it also
+rewrites results/README.md, the index of every report there. Training runs happen in worker processes, one
+per implementation and device (comparison/runs.py).
 """
 from __future__ import annotations
 
