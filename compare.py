@@ -184,7 +184,7 @@ def main(argv=None) -> int:
             reused = f" {store.reused} of its runs were stored by an earlier invocation of the same command." \
                 if store.reused else ""
             header = ["# numpy_nn vs pytorch_nn on MNIST\n",
-                      f"Reproduce: `{'python compare.py ' + shlex.join(argv)}`".replace(" `", "`") + "\n",
+                      f"Reproduce: `{('python compare.py ' + shlex.join(argv)).strip()}`\n",
                       f"Network: {architecture.describe(args)}\n",
                       f"Machine: {env['cpu']}, {env['cores']} cores, {args.threads} threads; Python {env['python']}, "
                       f"NumPy {env['numpy']}, PyTorch {env['torch']}. Wall time {time.perf_counter() - start:.0f} s."
