@@ -110,12 +110,14 @@ def section(df: pd.DataFrame, steps: int, batch_size: int, out) -> list[str]:
     totals = wide.sum()
     top = {impl: wide[impl].idxmax() for impl in ("numpy", "pytorch")}
     differ = (wide["numpy"] - wide["pytorch"]).abs().idxmax()
-    def where(impl):
-        layer = top[impl]
+    def named(layer):
         return f"{'the ' if layer in ('loss', 'optimizer step') else ''}{layer}"
+
+    def where(impl):
+        return named(top[impl])
     said = (f"numpy_nn spends {wide.loc[top['numpy'], 'numpy'] / totals['numpy']:.0%} of its {totals['numpy']:.1f} ms "
             f"step in {where('numpy')}, pytorch_nn {wide.loc[top['pytorch'], 'pytorch'] / totals['pytorch']:.0%} of its "
-            f"{totals['pytorch']:.1f} ms in {where('pytorch')}. They differ most at {differ}: "
+            f"{totals['pytorch']:.1f} ms in {where('pytorch')}. They differ most at {named(differ)}: "
             f"{wide.loc[differ, 'numpy']:.2f} ms in numpy_nn against {wide.loc[differ, 'pytorch']:.2f} ms in pytorch_nn "
             f"({wide.loc[differ, 'numpy'] / max(wide.loc[differ, 'pytorch'], 1e-9):.2f}x).")
     table = wide.reset_index().rename(columns={"numpy": "numpy_nn (ms)", "pytorch": "pytorch_nn (ms)"})
