@@ -72,7 +72,8 @@ def numpy_cnn(data, args):
     product per convolution, col2im one product per kernel offset, pooling by a 2x2 reshape, batch-norm
     sums by BLAS."""
     assert args.batch_norm and len(args.hidden) == 1, "the bare CNN is the cnn preset's shape"
-    p, k = numpy_nn.model.build(args).params, args.kernel_size
+    assert len(set(args.kernel_size)) == 1, "the bare CNN has one kernel size for every block"
+    p, k = numpy_nn.model.build(args).params, args.kernel_size[0]
     convs = [p[f"conv{i}.W"].transpose(0, 2, 3, 1).reshape(len(p[f"conv{i}.W"]), -1).copy()
              for i in range(1, len(args.channels) + 1)]  # (C_out, k*k*C_in), channels-last patch order
     norms = [(p[f"conv{i}_bn.gamma"].copy(), p[f"conv{i}_bn.beta"].copy()) for i in range(1, len(convs) + 1)]

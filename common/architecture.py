@@ -7,11 +7,24 @@ def conv_side(side: int, kernel_size: int) -> int:
     return side + 2 * (kernel_size // 2) - kernel_size + 1
 
 
+def per_block(kernel_size, channels) -> tuple:
+    """The kernel side of each block: one size for all (3, or (3,)) or one per block ((5, 3))."""
+    sizes = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if sizes and max(sizes) > 28:
+        raise ValueError(f"--kernel-size {','.join(map(str, sizes))}: a kernel larger than the 28x28 image")
+    if len(sizes) == 1:
+        return sizes * len(channels)
+    if len(sizes) != len(channels):
+        raise ValueError(f"--kernel-size {','.join(map(str, sizes))}: {len(sizes)} sizes for {len(channels)} blocks "
+                         f"(--channels {','.join(map(str, channels))}); give one for all or one per block")
+    return sizes
+
+
 def feature_side(channels, kernel_size, side=28) -> int:
     """The feature maps' side after the convolution blocks: each pads by k // 2, each 2 x 2 pooling halves,
     flooring (28 -> 14 -> 7 -> 3)."""
-    for _ in channels:
-        side = conv_side(side, kernel_size) // 2
+    for k in per_block(kernel_size, channels):
+        side = conv_side(side, k) // 2
     return side
 
 
@@ -21,9 +34,9 @@ def train_flops_per_sample(args) -> int:
     Elementwise work (activations, pooling, batch norm, the optimizer) is left out."""
     macs, side, c_in, n_in = [], 28, 1, 784
     if args.model == "cnn":
-        for c in args.channels:
-            out = conv_side(side, args.kernel_size)
-            macs.append(out * out * c * c_in * args.kernel_size ** 2)
+        for c, k in zip(args.channels, per_block(args.kernel_size, args.channels)):
+            out = conv_side(side, k)
+            macs.append(out * out * c * c_in * k ** 2)
             side, c_in = out // 2, c
         n_in = c_in * side * side
     sizes = [n_in, *args.hidden, 10]
@@ -35,9 +48,9 @@ def n_params(args) -> int:
     """Weights and biases of the network (batch-norm's gamma and beta included, its statistics not)."""
     n, side, c_in, n_in = 0, 28, 1, 784
     if args.model == "cnn":
-        for c in args.channels:
-            n += c * c_in * args.kernel_size ** 2 + (2 * c if args.batch_norm else c)
-            side, c_in = conv_side(side, args.kernel_size) // 2, c
+        for c, k in zip(args.channels, per_block(args.kernel_size, args.channels)):
+            n += c * c_in * k ** 2 + (2 * c if args.batch_norm else c)
+            side, c_in = conv_side(side, k) // 2, c
         n_in = c_in * side * side
     sizes = [n_in, *args.hidden, 10]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -61,6 +74,7 @@ def describe(args) -> str:
     norm = ", batch norm" if args.batch_norm else ""
     dense = "-".join(map(str, [*args.hidden, 10]))
     if args.model == "cnn":
-        return (f"CNN: {args.kernel_size}x{args.kernel_size} convolutions of {','.join(map(str, args.channels))} "
-                f"channels{norm}, 2x2 max pooling, {args.activation}; dense {dense}")
+        kernels = ",".join(f"{k}x{k}" for k in per_block(args.kernel_size, args.channels))
+        return (f"CNN: {kernels} convolutions of {','.join(map(str, args.channels))} channels{norm}, 2x2 max "
+                f"pooling, {args.activation}; dense {dense}")
     return f"MLP 784-{dense}, {args.activation}{norm}"

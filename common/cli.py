@@ -16,14 +16,17 @@ from common import architecture, machine, resume, weights
 from common.errors import Diverged, RunError
 from common.files import check_folder, write_json
 from common.flags import ENVIRONMENT, adopt, explicit, make_parser, parse_args
-from common.loop import Progress, evaluate, fit
+from common.loop import Progress, batches_per_epoch, evaluate, fit
 from data_loader import DataError
 
 
 def load_data(args) -> data_loader.MNIST:
-    """The arrays these flags ask for: dtype, validation split, training subset, and images for a CNN."""
-    return data_loader.load_mnist(args.data_dir, dtype=np.dtype(args.dtype), val_size=args.val_size,
+    """The arrays these flags ask for: dtype, validation split, training subset, and images for a CNN. Sets
+    args.steps_per_epoch, which a schedule stepped per batch needs before a trainer is built."""
+    data = data_loader.load_mnist(args.data_dir, dtype=np.dtype(args.dtype), val_size=args.val_size,
                                   limit_train=args.limit_train, images=args.model == "cnn")
+    args.steps_per_epoch = batches_per_epoch(len(data.x_train), args)
+    return data
 
 
 class StopRequest:

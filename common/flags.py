@@ -9,13 +9,13 @@ import math
 from pathlib import Path
 
 import data_loader
-from common.architecture import feature_side
+from common.architecture import feature_side, per_block
 from common.errors import RunError
 from common.machine import default_threads
 from common.presets import DEFAULT, PRESETS
 
 # What --model cnn means when no flag or preset says otherwise; --hidden's default depends on the model.
-CNN_DEFAULTS = dict(channels=(32, 64), kernel_size=3, hidden=(128,))
+CNN_DEFAULTS = dict(channels=(32, 64), kernel_size=(3,), hidden=(128,))
 ONLY_FOR = {"channels": "cnn", "kernel_size": "cnn", "input_dropout": "mlp"}  # flags that fit one model
 
 
@@ -48,6 +48,17 @@ def sizes(text):
     return values
 
 
+def betas(text):
+    """'0.9,0.999' -> (0.9, 0.999): Adam's two decay rates, each in [0, 1)."""
+    try:
+        values = tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected two numbers, e.g. 0.9,0.999") from None
+    if len(values) != 2 or not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected two numbers in [0, 1), e.g. 0.9,0.999")
+    return values
+
+
 def threads(text):
     """--threads: a positive count, no more than this machine's cores (oversubscribing only slows the math)."""
     value = number(int, 1)(text)
@@ -75,8 +86,14 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--weight-decay", type=number(float, 0), default=None,
                    help=f"L2 penalty for sgd/adam, decoupled decay for adamw (default: {d['weight_decay']} for adamw, "
                         f"else 0)")
-    p.add_argument("--schedule", choices=["constant", "step", "cosine"], default=d["schedule"],
-                   help="learning-rate schedule, stepped per epoch (default: %(default)s)")
+    p.add_argument("--betas", type=betas, default=(0.9, 0.999),
+                   help="adam/adamw: the moments' decay rates b1,b2 (default: 0.9,0.999)")
+    p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"], default=d["schedule"],
+                   help="learning-rate schedule: constant, step and cosine stepped per epoch; onecycle stepped per "
+                        "batch, warming up from lr/25 to --lr, then cosine annealing to lr/25e4, as torch's "
+                        "OneCycleLR (default: %(default)s)")
+    p.add_argument("--warmup", type=number(float, 0, 1, low_open=True, high_open=True), default=0.3,
+                   help="onecycle: the fraction of all steps spent warming up (default: %(default)s)")
     p.add_argument("--step-size", type=pos_int, default=1, help="epochs between decays for --schedule step (default: %(default)s)")
     p.add_argument("--gamma", type=number(float, 0, 1, low_open=True), default=0.7,
                    help="decay factor for --schedule step (default: %(default)s)")
@@ -84,8 +101,8 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
                    help="mlp: fully connected; cnn: convolution blocks, then fully connected (default: %(default)s)")
     p.add_argument("--channels", type=sizes, help="cnn: output channels of each block (k x k convolution, batch norm "
                                                   "with --batch-norm, activation, 2x2 max pooling) (default: 32,64)")
-    p.add_argument("--kernel-size", type=number(int, 1, 28), help="cnn: convolution kernel side, padded by k // 2 "
-                                                                  "(default: 3)")
+    p.add_argument("--kernel-size", type=sizes, help="cnn: convolution kernel side, one for every block or one per "
+                                                     "block (e.g. 5,3), padded by k // 2 (default: 3)")
     p.add_argument("--batch-norm", action="store_true",
                    help="batch normalization after each convolution and hidden fully connected layer")
     p.add_argument("--hidden", type=sizes, help="hidden fully connected layer sizes (default: 128,64 for mlp, "
@@ -165,6 +182,10 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
         for k, v in CNN_DEFAULTS.items():
             setattr(args, k, v if getattr(args, k) is None else getattr(args, k))
         args.input_dropout = 0.0
+        try:
+            args.kernel_size = per_block(args.kernel_size, args.channels)
+        except ValueError as e:
+            parser.error(str(e))
         if feature_side(args.channels, args.kernel_size) < 1:
             parser.error(f"--channels {','.join(map(str, args.channels))} with --kernel-size {args.kernel_size}: "
                          f"{len(args.channels)} poolings leave no pixel of a 28x28 image; use fewer blocks")
@@ -177,6 +198,10 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
         args.weight_decay = DEFAULT["weight_decay"] if args.optimizer == "adamw" else 0.0
     if args.momentum and args.optimizer != "sgd":
         parser.error(f"--momentum applies to --optimizer sgd, not {args.optimizer}")
+    if "betas" in given and args.optimizer == "sgd":
+        parser.error("--betas applies to --optimizer adam or adamw, not sgd")
+    if "warmup" in given and args.schedule != "onecycle":
+        parser.error(f"--warmup applies to --schedule onecycle, not {args.schedule}")
     return args
 
 
@@ -233,6 +258,11 @@ def adopt(parser: argparse.ArgumentParser, recorded: dict, args, given: set, key
             raise RunError(f"--{k.replace('_', '-')} {show(getattr(args, k))} contradicts {source}, which records "
                              f"{show(value)}; drop the flag")
         setattr(args, k, value)
+    if args.model == "cnn" and args.channels and args.kernel_size:
+        try:
+            args.kernel_size = per_block(args.kernel_size, args.channels)
+        except ValueError as e:
+            raise RunError(f"{source}: {e}; the file is damaged") from None
     if args.model == "cnn" and (not args.channels or not args.kernel_size or
                                 feature_side(args.channels, args.kernel_size) < 1):
         raise RunError(f"{source}: records --model cnn with --channels {show(args.channels)} and --kernel-size "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.architecture import feature_side
+from common.architecture import feature_side, per_block
 
 
 def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
@@ -38,12 +38,12 @@ def batch_norm_state(name: str, channels: int, dtype) -> dict:
 def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, init="he", dtype=np.float32,
                     n_in=784, n_out=10) -> dict:
     """The state_dict a network starts from, drawn from rng layer by layer in forward order: the convolutions
-    (channels; none for an MLP), then the fully connected layers. A layer that batch norm follows has no bias
+    (channels, kernel_size one side for all or one per block; none for an MLP), then the fully connected layers. A layer that batch norm follows has no bias
     (its bias is still drawn, and dropped, so that the draws do not depend on --batch-norm)."""
     state, c_in = {}, 1
-    for i, c in enumerate(channels or (), start=1):
-        W, b = init_weight(c_in * kernel_size ** 2, c, rng, init, dtype)  # fan-in C*k*k, as torch counts it
-        state[f"conv{i}.weight"] = np.ascontiguousarray(W.T).reshape(c, c_in, kernel_size, kernel_size)
+    for i, (c, k) in enumerate(zip(channels or (), per_block(kernel_size, channels or ())), start=1):
+        W, b = init_weight(c_in * k ** 2, c, rng, init, dtype)  # fan-in C*k*k, as torch counts it
+        state[f"conv{i}.weight"] = np.ascontiguousarray(W.T).reshape(c, c_in, k, k)
         state.update(batch_norm_state(f"conv{i}_bn", c, dtype) if batch_norm else {f"conv{i}.bias": b})
         c_in = c
     if channels:

@@ -36,6 +36,7 @@ class Progress:
     loss_sum: float = 0.0   # the current epoch's running sums, so that a resumed epoch reports the same figures
     correct: int = 0
     seconds: float = 0.0
+    lr: float = math.nan    # the learning rate the current epoch began with (a per-batch schedule moves it since)
     epochs: list = field(default_factory=list)  # the completed epochs' records
 
     def next_epoch(self, record):
@@ -52,6 +53,11 @@ def min_last_batch(args) -> int:
 
 def trained_per_epoch(n, args) -> int:
     return n if n % args.batch_size == 0 or n % args.batch_size >= min_last_batch(args) else n - n % args.batch_size
+
+
+def batches_per_epoch(n, args) -> int:
+    """Training steps in an epoch of n images: what a schedule stepped per batch (onecycle) counts."""
+    return -(-trained_per_epoch(n, args) // args.batch_size)
 
 
 def train_epoch(trainer, x, y, args, epoch, progress=None, stop=None) -> dict | None:
@@ -115,7 +121,7 @@ def fit(trainer, data, args, log=print, test_each_epoch=False, progress=None, st
         log(f"note: {len(x):,} training images in batches of {args.batch_size} leave 1 over, which --batch-norm "
             f"cannot normalize alone: each epoch trains on {trained_per_epoch(len(x), args):,}")
     while p.epoch < args.epochs:
-        lr = trainer.lr
+        lr = p.lr = trainer.lr if p.step == 0 or math.isnan(p.lr) else p.lr
         figures = train_epoch(trainer, x, y, args, p.epoch, p, stop)
         if figures is None:
             interrupted = True

@@ -35,7 +35,8 @@ def twins(argv, **override):
     args = parse_run_args(None, "cpu", [*argv, "--seed", "1"])
     vars(args).update(override, limit_train=SUBSET)
     cli.threadpool_limits(args.threads)
-    return args, trainer_module("numpy").Trainer(args), trainer_module("pytorch").Trainer(args), cli.load_data(args)
+    data = cli.load_data(args)  # first: a schedule stepped per batch counts its steps from it
+    return args, trainer_module("numpy").Trainer(args), trainer_module("pytorch").Trainer(args), data
 
 
 def lockstep(trainers, data, args, steps=STEPS) -> np.ndarray:

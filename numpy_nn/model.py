@@ -1,7 +1,7 @@
 """The networks as ordered lists of named layers: forward in order, backward in reverse."""
 import numpy as np
 
-from common.architecture import feature_side
+from common.architecture import feature_side, per_block
 from common.init import initial_weights
 from common.weights import check_match
 from numpy_nn import conv, fast_conv, fast_norm, norm
@@ -124,16 +124,15 @@ class MLP(Sequential):
 
 
 class CNN(Sequential):
-    """(N, 1, 28, 28) -> per entry of channels: k x k convolution, batch norm (if asked), 2 x 2 max
-    pooling, activation -> flatten -> hidden fully connected layers -> 10."""
+    """(N, 1, 28, 28) -> per entry of channels: k x k convolution (kernel_size: one k for all blocks or one
+    per block), batch norm (if asked), 2 x 2 max pooling, activation -> flatten -> hidden layers -> 10."""
 
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
                  batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast"):
         rng, mask_rng = generators(seed, xp)
         (convs, norms), layers, c_in = KERNELS[kernels], {}, 1
-        for i, c in enumerate(channels, start=1):
-            layers[f"conv{i}"] = convs.Conv2d(c_in, c, kernel_size, padding=kernel_size // 2, dtype=dtype, xp=xp,
-                                              bias=not batch_norm)
+        for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
+            layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=k // 2, dtype=dtype, xp=xp, bias=not batch_norm)
             if batch_norm:
                 layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,

@@ -113,6 +113,20 @@ def AdamW(params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
     return Adam(params, grads, lr, betas, eps, weight_decay, decoupled=True)
 
 
+def onecycle_lr(step, total_steps, max_lr, warmup=0.3, div_factor=25.0, final_div_factor=1e4):
+    """The learning rate after `step` updates (0: the first update's) of torch.optim.lr_scheduler.OneCycleLR with
+    cycle_momentum off, two phases and cosine annealing, operation for operation: from max_lr / div_factor up to
+    max_lr over the first `warmup` of the steps, then down to max_lr / div_factor / final_div_factor."""
+    initial = max_lr / div_factor
+    phases = [(float(warmup * total_steps) - 1, initial, max_lr), (total_steps - 1, max_lr, initial / final_div_factor)]
+    start_step = 0.0
+    for i, (end_step, start_lr, end_lr) in enumerate(phases):
+        if step <= end_step or i == len(phases) - 1:
+            pct = (step - start_step) / (end_step - start_step)
+            return end_lr + (start_lr - end_lr) / 2.0 * (math.cos(math.pi * pct) + 1)
+        start_step = end_step
+
+
 def lr_at(epoch, base_lr, schedule="constant", epochs=1, step_size=1, gamma=0.1):
     """The learning rate of a 0-based epoch, as torch.optim.lr_scheduler defines it (stepped once per epoch).
 
@@ -134,6 +148,7 @@ def make_optimizer(args, model):
     params, grads = {"all": model.flat_params}, {"all": model.flat_grads}
     if args.optimizer == "sgd":
         return SGD(params, grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
+    betas = tuple(getattr(args, "betas", (0.9, 0.999)))
     if args.optimizer == "adam":
-        return Adam(params, grads, args.lr, weight_decay=args.weight_decay)
-    return AdamW(params, grads, args.lr, weight_decay=args.weight_decay)
+        return Adam(params, grads, args.lr, betas, weight_decay=args.weight_decay)
+    return AdamW(params, grads, args.lr, betas, weight_decay=args.weight_decay)

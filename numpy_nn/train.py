@@ -11,7 +11,7 @@ from common.errors import RunError
 from common.flags import numpy_flags as add_flags
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import build
-from numpy_nn.optim import lr_at, make_optimizer
+from numpy_nn.optim import lr_at, make_optimizer, onecycle_lr
 from numpy_nn.weight_files import read_weights
 
 
@@ -39,7 +39,9 @@ class Trainer:
         self.xp = array_library(getattr(args, "backend", "numpy"))
         self.model = build(args, self.xp)
         self.opt = make_optimizer(args, self.model)
-        self.epoch = 0
+        self.epoch, self.steps, self.per_batch = 0, 0, args.schedule == "onecycle"
+        if self.per_batch:
+            self.opt.lr = self.onecycle(0)
         self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common/loop.py)
         self.to_host = np.asarray if self.xp is np else self.xp.asnumpy
 
@@ -51,6 +53,9 @@ class Trainer:
         loss, dlogits = softmax_cross_entropy(logits, y)
         self.model.backward(dlogits)                          # fills model.grads
         self.opt.step()                                       # updates model.params in place
+        if self.per_batch:                                    # a schedule stepped per batch (onecycle)
+            self.steps += 1
+            self.opt.lr = self.onecycle(self.steps)
         correct = (logits.argmax(axis=1) == y).sum()
         return (float(loss), int(correct)) if self.sync_every_step else (loss, correct)
 
@@ -71,9 +76,15 @@ class Trainer:
         self.at_epoch(self.epoch + 1)
 
     def at_epoch(self, epoch):
-        """The schedule's position: the learning rate of 0-based epoch."""
+        """The schedule's position: the learning rate of 0-based epoch (per-batch schedules move in train_step)."""
         a = self.args
-        self.epoch, self.opt.lr = epoch, lr_at(epoch, a.lr, a.schedule, a.epochs, a.step_size, a.gamma)
+        self.epoch = epoch
+        if not self.per_batch:
+            self.opt.lr = lr_at(epoch, a.lr, a.schedule, a.epochs, a.step_size, a.gamma)
+
+    def onecycle(self, step):
+        a = self.args
+        return onecycle_lr(step, a.epochs * a.steps_per_epoch, a.lr, a.warmup)
 
     def weights(self):
         """A snapshot of every tensor under torch's names and layouts, on the host."""
@@ -92,12 +103,15 @@ class Trainer:
         arrays = {**{f"model.{k}": v for k, v in self.weights().items()},
                   **{f"optimizer.{k}": self.to_host(v) for k, v in moments.items()}}
         rng = self.model.mask_rng.bit_generator.state if self.xp is np else None
-        return arrays, {"optimizer": numbers, "epoch": self.epoch, "rng": rng}
+        return arrays, {"optimizer": numbers, "epoch": self.epoch, "steps": self.steps, "rng": rng}
 
     def load_state(self, arrays, meta):
         self.load_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         self.opt.load_state_dict({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}, meta["optimizer"])
         self.at_epoch(meta["epoch"])
+        self.steps = meta.get("steps", 0)
+        if self.per_batch:
+            self.opt.lr = self.onecycle(self.steps)
         if meta["rng"] is not None and self.xp is np:
             self.model.mask_rng.bit_generator.state = meta["rng"]
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from common import init
-from common.architecture import feature_side
+from common.architecture import feature_side, per_block
 from pytorch_nn.conv import Conv2d, MaxPool2d
 from pytorch_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
 from pytorch_nn.norm import BatchNorm1d, BatchNorm2d
@@ -39,8 +39,8 @@ class CNN(nn.Sequential):
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
                  batch_norm=False, n_out=10):
         layers, c_in = {}, 1
-        for i, c in enumerate(channels, start=1):
-            layers[f"conv{i}"] = Conv2d(c_in, c, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+        for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
+            layers[f"conv{i}"] = Conv2d(c_in, c, k, padding=k // 2, bias=not batch_norm)
             if batch_norm:
                 layers[f"conv{i}_bn"] = BatchNorm2d(c)
             layers[f"pool{i}"] = MaxPool2d(2)  # before the activation, as numpy_nn (see there)

@@ -11,13 +11,17 @@ def make_optimizer(args, params):
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, args.lr, momentum=args.momentum, nesterov=args.nesterov,
                                weight_decay=args.weight_decay, **fused)
+    betas = tuple(getattr(args, "betas", (0.9, 0.999)))
     if args.optimizer == "adam":
-        return torch.optim.Adam(params, args.lr, weight_decay=args.weight_decay, **fused)
-    return torch.optim.AdamW(params, args.lr, weight_decay=args.weight_decay, **fused)
+        return torch.optim.Adam(params, args.lr, betas, weight_decay=args.weight_decay, **fused)
+    return torch.optim.AdamW(params, args.lr, betas, weight_decay=args.weight_decay, **fused)
 
 
 def make_scheduler(args, optimizer):
-    """Stepped once per epoch, like numpy_nn.optim.lr_at."""
+    """Stepped once per epoch, like numpy_nn.optim.lr_at; onecycle once per batch, like numpy_nn.optim.onecycle_lr."""
+    if args.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.epochs * args.steps_per_epoch,
+                                                   pct_start=args.warmup, cycle_momentum=False)
     if args.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, args.step_size, args.gamma)
     if args.schedule == "cosine":

@@ -49,7 +49,7 @@ class Trainer:
             self.model = channels_last(self.model)
         self.opt = make_optimizer(args, self.model.parameters())
         self.objective = torch.compile(objective) if getattr(args, "compile", False) else objective
-        self.sched = make_scheduler(args, self.opt)
+        self.sched, self.per_batch = make_scheduler(args, self.opt), args.schedule == "onecycle"
         self.sync_every_step = self.device.type == "cpu"  # on a GPU, .item() per step would stall it
 
     def place(self, x, y):
@@ -61,6 +61,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)   # autograd accumulates into .grad, so clear it first
         loss.backward()                        # all of numpy_nn's backward methods, derived
         self.opt.step()
+        if self.per_batch:                     # a schedule stepped per batch (onecycle)
+            self.sched.step()
         correct = (logits.argmax(dim=1) == y).sum()
         if self.sync_every_step:
             return loss.item(), int(correct)
@@ -81,7 +83,8 @@ class Trainer:
         return self.opt.param_groups[0]["lr"]
 
     def end_epoch(self):
-        self.sched.step()
+        if not self.per_batch:
+            self.sched.step()
 
     def weights(self):
         """A snapshot of the state_dict as C-ordered NumPy arrays (the format both twins exchange), whatever

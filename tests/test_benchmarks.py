@@ -36,7 +36,7 @@ def test_bare_numpy_loop_is_numpy_nn(model, optimizer, mnist_dir):
         order = [n for n in trainer.model.params if n.startswith("conv") and n.endswith(".W")]
         norms = [n for n in trainer.model.params if n.startswith("conv") and "_bn." in n]
         rest = [n for n in trainer.model.params if n not in order + norms]
-        k = args.kernel_size
+        k = args.kernel_size[0]
         kernels = [W.reshape(len(W), k, k, -1).transpose(0, 3, 1, 2) for W in theirs[:len(order)]]
         theirs = dict(zip(order + norms + rest, kernels + theirs[len(order):]))
         ours = trainer.model.params

@@ -5,7 +5,7 @@ import pytest
 
 import numpy_nn.train
 import pytorch_nn.train
-from test_parity import assert_cli_histories_agree, assert_lockstep, losses_and_weights, make_args
+from test_parity import assert_cli_histories_agree, assert_lockstep, losses_and_weights, make_args, with_steps
 
 SMALL = ["--model", "cnn", "--channels", "4,8", "--kernel-size", "3", "--hidden", "16", "--batch-norm",
          "--batch-size", "32"]
@@ -13,12 +13,14 @@ CASES = {
     "momentum": ["--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.9", "--weight-decay", "1e-3", "--schedule", "cosine"],
     "adamw": ["--optimizer", "adamw", "--lr", "2e-3", "--weight-decay", "0.05", "--schedule", "step", "--step-size", "2",
               "--gamma", "0.5"],
+    "kernels 5,3, adam betas onecycle": ["--kernel-size", "5,3", "--optimizer", "adam", "--lr", "5e-3", "--betas",
+                                         "0.7,0.9", "--schedule", "onecycle", "--warmup", "0.25"],
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_cnn_step_by_step_parity(case, images64):
-    args = make_args([*SMALL, *CASES[case]])
+    args = with_steps(make_args([*SMALL, *CASES[case]]), images64)
     weights = assert_lockstep(case, losses_and_weights(numpy_nn.train.Trainer(args), images64, args),
                               losses_and_weights(pytorch_nn.train.Trainer(args), images64, args))
     assert "conv2_bn.running_var" in weights and "conv1.bias" not in weights  # statistics compared too; no bias

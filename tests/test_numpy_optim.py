@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from numpy_nn.optim import SGD, Adam, AdamW, lr_at
+from numpy_nn.optim import SGD, Adam, AdamW, lr_at, onecycle_lr
 
 TOL = 1e-12
 CASES = {
@@ -72,3 +72,17 @@ def test_schedule_matches_torch(schedule, kwargs, make):
 def test_nesterov_without_momentum_is_refused():
     with pytest.raises(ValueError, match="nesterov"):
         SGD({}, {}, 0.1, nesterov=True)
+
+
+@pytest.mark.parametrize("total, warmup, max_lr", [(100, 0.3, 0.01), (37, 0.25, 5e-3), (7, 0.5, 1.0)])
+def test_onecycle_matches_torch_at_every_step(total, warmup, max_lr):
+    """torch's OneCycleLR (cycle_momentum off, cosine, two phases), stepped once per batch: the same learning rate
+    at every step, to the last bit."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], max_lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps=total, pct_start=warmup, cycle_momentum=False)
+    for step in range(total):
+        assert onecycle_lr(step, total, max_lr, warmup) == opt.param_groups[0]["lr"], step
+        opt.step()
+        sched.step()
+    assert onecycle_lr(0, total, max_lr, warmup) == pytest.approx(max_lr / 25, rel=1e-12)
+    assert max(onecycle_lr(s, total, max_lr, warmup) for s in range(total)) <= max_lr

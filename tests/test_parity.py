@@ -22,6 +22,8 @@ CASES = {
     "adam": ["--optimizer", "adam", "--lr", "2e-3", "--weight-decay", "1e-4", "--schedule", "cosine"],
     "adamw": ["--optimizer", "adamw", "--lr", "2e-3", "--weight-decay", "0.05", "--schedule", "step",
               "--step-size", "2", "--gamma", "0.5"],
+    "adam betas onecycle": ["--optimizer", "adam", "--lr", "5e-3", "--betas", "0.7,0.9", "--schedule", "onecycle",
+                            "--warmup", "0.25"],
 }
 
 
@@ -30,6 +32,13 @@ def make_args(argv, parser_from=pytorch_nn.train):
     parser_from.add_flags(parser)
     return flags.parse_args(parser, ["--dtype", "float64", "--dropout", "0", "--epochs", str(EPOCHS),
                                       "--seed", "5", "--threads", "1", "--device", "cpu", *argv])
+
+
+def with_steps(args, data):
+    """args with the steps an epoch of data has, as cli.load_data sets them (onecycle counts them)."""
+    from common import loop
+    args.steps_per_epoch = loop.batches_per_epoch(len(data.x_train), args)
+    return args
 
 
 def losses_and_weights(trainer, data, args):
@@ -73,7 +82,7 @@ def assert_lockstep(name, a, b, min_steps=100):
 
 @pytest.mark.parametrize("case", CASES)
 def test_step_by_step_parity(case, mnist64):
-    args = make_args(CASES[case])
+    args = with_steps(make_args(CASES[case]), mnist64)
     assert_lockstep(case, losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args),
                     losses_and_weights(pytorch_nn.train.Trainer(args), mnist64, args))
 

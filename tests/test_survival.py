@@ -71,6 +71,22 @@ def test_interrupted_then_resumed_equals_uninterrupted(impl, signum, code, mnist
 
 
 @pytest.mark.parametrize("impl", TRAINERS)
+def test_onecycle_interrupted_mid_epoch_resumes_exactly(impl, mnist_dir, tmp_path, monkeypatch):
+    """A schedule stepped per batch: stopped at step 40 (epoch 2, step 8), resumed, the same history and weights."""
+    module, argv = TRAINERS[impl], [*RUN, *RECIPES["adam betas, onecycle per batch"], "--save-model"]
+    assert run_train(module, [*argv, "--out", str(tmp_path / "straight")], mnist_dir)[0] == 0
+    with monkeypatch.context() as m:
+        signal_at_step(m, module, 40)
+        assert run_train(module, [*argv, "--out", str(tmp_path / "cut")], mnist_dir)[0] == 130
+    code, resumed = run_train(module, ["--resume", str(tmp_path / "cut")], mnist_dir)
+    straight = json.loads((tmp_path / "straight" / "history.json").read_text())
+    assert code == 0 and comparable(resumed) == comparable(straight)
+    assert len({e["lr"] for e in straight["epochs"]}) == 3  # the learning rate moved within the run
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
 def test_cnn_interrupted_then_resumed_equals_uninterrupted(impl, mnist_dir, tmp_path, monkeypatch):
     """The CNN too: batch-norm statistics, channels_last tensors in pytorch_nn, dropout on the dense layer."""
     module = TRAINERS[impl]
@@ -102,7 +118,9 @@ sys.exit(cli.main(twin.Trainer, sys.argv[1:], add_flags=twin.add_flags))
 """
 RECIPES = {"adamw, cosine": [],
            "momentum SGD, step schedule": ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.02", "--schedule", "step",
-                                           "--step-size", "1", "--gamma", "0.5"]}
+                                           "--step-size", "1", "--gamma", "0.5"],
+           "adam betas, onecycle per batch": ["--optimizer", "adam", "--betas", "0.7,0.9", "--lr", "5e-3",
+                                              "--schedule", "onecycle", "--warmup", "0.25"]}
 
 
 @pytest.mark.parametrize("impl", TRAINERS)

@@ -108,6 +108,11 @@ def test_preset_supplies_defaults_that_flags_override():
     (["--kernel-size", "5"], "--kernel-size applies to --model cnn, not mlp"),
     (["--model", "cnn", "--input-dropout", "0.2"], "--input-dropout applies to --model mlp, not cnn"),
     (["--model", "cnn", "--channels", "4,4,4,4,4"], "5 poolings leave no pixel"),
+    (["--model", "cnn", "--channels", "8,16", "--kernel-size", "5,3,3"], "3 sizes for 2 blocks"),
+    (["--model", "cnn", "--kernel-size", "29"], "a kernel larger than the 28x28 image"),
+    (["--optimizer", "sgd", "--betas", "0.7,0.9"], "--betas applies to --optimizer adam or adamw, not sgd"),
+    (["--optimizer", "adam", "--betas", "0.7"], "expected two numbers in [0, 1)"),
+    (["--warmup", "0.2"], "--warmup applies to --schedule onecycle, not cosine"),
 ])
 def test_flags_that_do_not_fit_the_model(argv, message, mnist_dir, capsys):
     with pytest.raises(SystemExit) as e:
@@ -119,7 +124,9 @@ def test_presets_for_the_cnn():
     from common import flags
     parser = flags.make_parser("x")
     lenet = flags.parse_args(parser, ["--preset", "lenet"])
-    assert (lenet.model, lenet.channels, lenet.kernel_size, lenet.hidden) == ("cnn", (6, 16), 5, (120, 84))
+    assert (lenet.model, lenet.channels, lenet.kernel_size, lenet.hidden) == ("cnn", (6, 16), (5, 5), (120, 84))
+    per_block = flags.parse_args(parser, ["--model", "cnn", "--channels", "24,32", "--kernel-size", "5,3"])
+    assert per_block.kernel_size == (5, 3)
     cnn = flags.parse_args(parser, ["--preset", "cnn", "--epochs", "2"])
     assert cnn.model == "cnn" and cnn.batch_norm and cnn.epochs == 2 and cnn.channels == (32, 64, 128)
     plain = flags.parse_args(parser, [])  # the same parser: no preset's values linger
