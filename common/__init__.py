@@ -2,6 +2,7 @@
 backward, step). Nothing here imports numpy_nn or pytorch_nn: the shared layer serves both twins alike.
 
     flags         the command-line flags both train.py scripts take (each twin's own switches too), and checks
+    records       the flags a checkpoint or model file recorded, read back through the same checks
     presets       named configurations, with what they measured
     architecture  the networks' shapes and arithmetic: feature sizes, parameter counts, FLOPs of a step
     init          the initial weights, drawn once for both twins

@@ -15,7 +15,8 @@ import data_loader
 from common import architecture, machine, resume, weights
 from common.errors import Diverged, RunError
 from common.files import check_folder, write_json
-from common.flags import ENVIRONMENT, adopt, explicit, make_parser, parse_args
+from common.flags import explicit, make_parser, parse_args
+from common.records import ENVIRONMENT, adopt
 from common.loop import Progress, batches_per_epoch, evaluate, fit
 from data_loader import DataError
 

@@ -20,7 +20,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 import data_loader
-from common import cli, flags, loop, machine
+from common import cli, flags, loop, machine, records
 from common.files import atomic_path, write_json
 
 IMPLS = {"numpy": "numpy_nn.train", "pytorch": "pytorch_nn.train"}
@@ -102,16 +102,16 @@ def model_argv(args, impl=None, **override) -> list[str]:
     reaches the runs by itself) with this invocation's value, overrides (None: leave the flag out) on top."""
     values = {**vars(args), **override}
     # presets are resolved already; --device comes per row; where a run writes is the worker's business
-    skip = {"help", "preset", "device", *flags.ENVIRONMENT} - {"threads", "data_dir"}
+    skip = {"help", "preset", "device", *records.ENVIRONMENT} - {"threads", "data_dir"}
     argv = []
     for action in run_parser(impl)._actions:
         value, flag = values.get(action.dest), action.option_strings[-1] if action.option_strings else None
-        if action.dest in skip or flag is None or value is None:
-            continue
+        if action.dest in skip or flag is None or value is None or value == action.default:
+            continue  # (a default is the child's default too: left out, it cannot contradict another flag)
         if action.dest in flags.ONLY_FOR and flags.ONLY_FOR[action.dest] != values["model"]:
             continue  # a flag of the other model (its value is a placeholder)
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            argv += [flag] if value != action.default else []
+            argv += [flag]
         else:
             argv += [flag, flags.show(value)]
     return argv

@@ -210,7 +210,7 @@ def test_every_flag_of_a_child_run_reaches_it():
             "--momentum", "0.5", "--nesterov", "--weight-decay", "0.01", "--schedule", "step", "--step-size", "2",
             "--gamma", "0.5", "--activation", "tanh", "--dropout", "0.2", "--init", "torch", "--dtype", "float64",
             "--val-size", "100", "--limit-train", "300", "--threads", "1", "--data-dir", "somewhere",
-            "--kernels", "reference", "--no-fused", "--compile"]
+            "--kernels", "reference", "--no-fused", "--compile", "--warmup", "0.2", "--schedule", "onecycle"]
     args = compare.parse(argv)
     for impl in ("numpy", "pytorch", None):
         child = parse_run_args(impl, "cpu", model_argv(args, impl, seed=3))
@@ -220,6 +220,8 @@ def test_every_flag_of_a_child_run_reaches_it():
                                "checkpoint_every", "resume", "backend"}:  # set per run, or (backend) numpy_nn's
                 continue                                                   # on the CPU in every comparison
             assert getattr(child, action.dest) == getattr(args, action.dest), (impl, action.dest)
+    adam = compare.parse(["--optimizer", "adam", "--betas", "0.7,0.9"])
+    assert parse_run_args("numpy", "cpu", model_argv(adam, "numpy", seed=1)).betas == (0.7, 0.9)
 
 
 def test_peak_memory_is_measured_per_run():

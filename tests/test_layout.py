@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ["data_loader", "mnist_files", "common.cli", "common.loop", "common.flags", "common.metrics",
           "common.files", "common.machine", "common.weights", "common.presets", "common.errors", "common.init",
-          "common.architecture", "common.resume"]
+          "common.architecture", "common.resume", "common.records"]
 
 
 def imported_after(statement: str) -> set[str]:

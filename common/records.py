@@ -1,0 +1,67 @@
+"""The flags a file recorded (a checkpoint's, a model file's), read back through the same checks as the command
+line: what --resume and --evaluate take from a file, and what they refuse."""
+from __future__ import annotations
+
+import argparse
+
+from common.architecture import feature_side, per_block
+from common.errors import RunError
+from common.flags import show
+
+# Flags about where and how a run happens rather than what it computes: a resumed run may be given them anew.
+ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "out", "checkpoint_every", "evaluate", "save_model")
+
+
+def recorded_value(parser: argparse.ArgumentParser, key: str, value, source):
+    """A flag's value as a file recorded it (JSON), through the same checks as on the command line: a damaged or
+    foreign record is refused in one line instead of building a network nobody asked for."""
+    action = next(a for a in parser._actions if a.dest == key)
+    flag = action.option_strings[-1]
+
+    def refuse(why):
+        remedy = (f"give {flag} to use another value" if key in ENVIRONMENT else
+                  "the file is damaged or was not written by this project's train.py")
+        return RunError(f"{source}: records {flag} {value!r}, {why}; {remedy}")
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise refuse("not true or false")
+        return value
+    if value is None:
+        if action.default is None:
+            return None
+        raise refuse("but that flag needs a value")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, list)):
+        raise refuse("not a value that flag takes")
+    try:
+        parsed = action.type(show(value)) if action.type else show(value)
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+        raise refuse(" ".join(str(e).split()) or "which that flag refuses") from None
+    if action.choices is not None and parsed not in action.choices:
+        raise refuse(f"not one of {', '.join(map(str, action.choices))}")
+    return parsed
+
+
+def adopt(parser: argparse.ArgumentParser, recorded: dict, args, given: set, keys, source) -> None:
+    """Take keys' values from a file's record into args, each checked as its flag would be; a key the record
+    lacks, or a flag given with another value, is an error. Keys this parser does not know are left alone."""
+    known = {a.dest for a in parser._actions}
+    for k in keys:
+        if k not in known:
+            continue
+        if k not in recorded:
+            raise RunError(f"{source}: its record lacks {k!r}; the file is damaged or was not written by this "
+                           f"project's train.py")
+        value = recorded_value(parser, k, recorded[k], source)
+        if k in given and getattr(args, k) != value:
+            raise RunError(f"--{k.replace('_', '-')} {show(getattr(args, k))} contradicts {source}, which records "
+                             f"{show(value)}; drop the flag")
+        setattr(args, k, value)
+    if args.model == "cnn" and args.channels and args.kernel_size:
+        try:
+            args.kernel_size = per_block(args.kernel_size, args.channels)
+        except ValueError as e:
+            raise RunError(f"{source}: {e}; the file is damaged") from None
+    if args.model == "cnn" and (not args.channels or not args.kernel_size or
+                                feature_side(args.channels, args.kernel_size) < 1):
+        raise RunError(f"{source}: records --model cnn with --channels {show(args.channels)} and --kernel-size "
+                       f"{show(args.kernel_size)}, which make no network; the file is damaged")
