@@ -6,7 +6,8 @@ twin against bare loops of the same math (benchmarks/bare.py).
                                       --preset cnn, --optimizer adam, --kernels reference, --threads N, ...]
 
 The network: train.py's flags over this benchmark's defaults (the default preset's MLP, or the cnn preset's
-network with --model cnn; float32, dropout off, momentum SGD at 0.01 unless --optimizer is given, no decay).
+network with --model cnn, unless the flags name a preset or the layers; float32, dropout off, momentum SGD at
+0.01 unless --optimizer is given, no decay).
 
 In one process, interleaved (so drift on a shared machine hits every variant alike), median of --repeats
 epochs after a warm-up epoch (which for a compiled variant includes compiling; reported apart):
@@ -79,7 +80,9 @@ def trainer_args(model_argv, batch_size=None):
     """The flags of every variant: model_argv over the benchmark's defaults (above), on the CPU."""
     parser = model_parser()
     user, given = flags.parse_args(parser, model_argv), flags.explicit(parser, model_argv)
-    base = ["--preset", "cnn" if user.model == "cnn" else "default", "--dropout", "0", "--weight-decay", "0"]
+    shaped = given & {"preset", "channels", "kernel_size", "hidden", "batch_norm"}  # the user names the network
+    base = [] if shaped else ["--preset", "cnn" if user.model == "cnn" else "default"]
+    base += ["--dropout", "0", "--weight-decay", "0"]
     if "optimizer" not in given:
         base += ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.01"]
     size = ["--batch-size", str(batch_size)] if batch_size else []
@@ -103,6 +106,7 @@ def run(opts):
     rows, peak = [], machine.matmul_peak_gflops(opts.threads)
     for bs in opts.batch_sizes:
         args = trainer_args(opts.model_argv, bs)
+        args.epochs = max(args.epochs, opts.repeats + 1)  # a schedule stepped per batch covers every timed step
         data = cli.load_data(args)
         flops = architecture.train_flops_per_sample(args) * len(data.x_train)
         epochs, first = {}, {}

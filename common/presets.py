@@ -28,5 +28,13 @@ PRESETS = {
     # No augmentation, no ensembles.
     "cnn": dict(model="cnn", channels=(32, 64, 128), kernel_size=3, hidden=(128,), batch_norm=True, dropout=0.5,
                 optimizer="adamw", lr=2e-3, weight_decay=0.05, schedule="cosine", epochs=10, batch_size=128, val_size=0),
+    # The speedrun's network (tuomaso/train_mnist_fast's shapes: 24 channels of 5x5, 32 of 3x3, 256 units, no batch
+    # norm) with its recipe: Adam with betas 0.7,0.9, a one-cycle schedule to 1e-2 stepped per batch, batches of 256,
+    # torch's uniform init. Chosen on 5,000 held-out images (Intel Xeon, 2 cores): in 1 epoch pytorch_nn reached
+    # 98.72 % there (98.93 % test, 5.4 s), in 2 epochs 98.96 % (99.16 % test, 10.7 s); numpy_nn in 2 epochs 98.90 %
+    # (99.19 % test) in 38.2 s of training. 2 epochs, then, on all 60,000 images.
+    "cnn-fast": dict(model="cnn", channels=(24, 32), kernel_size=(5, 3), hidden=(256,), batch_norm=False, dropout=0.0,
+                     optimizer="adam", betas=(0.7, 0.9), lr=1e-2, weight_decay=0.0, schedule="onecycle", warmup=0.3,
+                     epochs=2, batch_size=256, init="torch", val_size=0),
 }
 DEFAULT = PRESETS["default"]

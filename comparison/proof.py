@@ -31,9 +31,10 @@ def cases(args) -> dict[str, dict]:
 
 
 def twins(argv, **override):
-    """(args, numpy_nn trainer, pytorch_nn trainer, data) on the CPU, with flags overridden."""
+    """(args, numpy_nn trainer, pytorch_nn trainer, data) on the CPU, with flags overridden; the learning rate held
+    (a constant schedule), as the lockstep runs more steps than a short run's schedule may have."""
     args = parse_run_args(None, "cpu", [*argv, "--seed", "1"])
-    vars(args).update(override, limit_train=SUBSET)
+    vars(args).update(override, limit_train=SUBSET, schedule="constant")
     cli.threadpool_limits(args.threads)
     data = cli.load_data(args)  # first: a schedule stepped per batch counts its steps from it
     return args, trainer_module("numpy").Trainer(args), trainer_module("pytorch").Trainer(args), data

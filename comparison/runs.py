@@ -90,8 +90,9 @@ def train_job(impl: str, device: str, argv: list[str], keep: bool) -> dict:
 
 
 def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> float:
-    """Median seconds of `repeats` training epochs after one warm-up epoch (the scaling study)."""
-    args, data, trainer = setup(impl, device, argv)
+    """Median seconds of `repeats` training epochs after one warm-up epoch (the scaling study). The run is made
+    that many epochs long, so that a schedule stepped per batch covers every step it times."""
+    args, data, trainer = setup(impl, device, [*argv, "--epochs", str(repeats + 1)])
     x, y = trainer.place(data.x_train, data.y_train)
     loop.train_epoch(trainer, x, y, args, 0)
     return statistics.median(loop.train_epoch(trainer, x, y, args, e)["epoch_seconds"] for e in range(1, repeats + 1))

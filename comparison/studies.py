@@ -19,6 +19,8 @@ OPTIMIZERS = {  # the optimizer study: each at its customary learning rate
     "adamw": ["--optimizer", "adamw", "--lr", "1e-3"],
 }
 SWEEP_FLAGS = ("lr", "hidden", "batch_size", "optimizer", "epochs")
+# what the optimizer study leaves out of a run's flags, so that each optimizer's own flags cannot contradict them
+OPTIMIZER_FLAGS_OFF = dict(optimizer=None, lr=None, momentum=None, nesterov=None, betas=None, weight_decay=None)
 
 
 def optimizers(args, rows, tmp, progress, workers) -> list[str]:
@@ -26,7 +28,7 @@ def optimizers(args, rows, tmp, progress, workers) -> list[str]:
     for name in args.optimizer_names:
         for impl, device in rows:
             progress.set_postfix_str(f"optimizer {name}: {impl} {device}")
-            argv = model_argv(args, impl, seed=1, optimizer=None, lr=None, momentum=None, nesterov=None, weight_decay=None)
+            argv = model_argv(args, impl, seed=1, **OPTIMIZER_FLAGS_OFF)
             h = workers.run((impl, device), train_job, impl, device, argv + OPTIMIZERS[name], False)
             opt_runs.append({"optimizer": name, "implementation": impl, "device": device, "history": h})
             progress.update()
@@ -72,7 +74,7 @@ def sweep(args, tmp: Path, progress, workers) -> list[str]:
             progress.set_postfix_str(f"{impl} {point}")
             argv = model_argv(args, impl, seed=1, lr=point["lr"], hidden=",".join(map(str, point["hidden"])),
                               batch_size=point["batch_size"], optimizer=point["optimizer"], epochs=point["epochs"],
-                              momentum=None, weight_decay=None)
+                              momentum=None, betas=None, weight_decay=None)
             h = workers.run((impl, device), train_job, impl, device, argv, False)
             results.append({"implementation": impl, "device": device, **point,
                             "hidden": ",".join(map(str, point["hidden"])),

@@ -237,3 +237,20 @@ def test_peak_memory_is_measured_per_run():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     before, after = map(float, out.split())
     assert after < before - 250, (before, after)
+
+
+def test_a_recipe_with_a_per_batch_schedule_fits_every_part_of_the_report(mnist_dir):
+    """--preset cnn-fast (Adam with betas, onecycle over 2 short epochs): every optimizer of the study parses with
+    its flags, and the proof's lockstep runs past the schedule's last step with the learning rate held."""
+    from comparison import proof
+    from comparison.runs import model_argv, parse_run_args
+    from comparison.studies import OPTIMIZER_FLAGS_OFF, OPTIMIZERS
+    args = compare.parse(["--preset", "cnn-fast", "--quick", "--data-dir", str(mnist_dir), "--threads", "1"])
+    for name, flags in OPTIMIZERS.items():
+        for impl in ("numpy", "pytorch"):
+            child = parse_run_args(impl, "cpu", model_argv(args, impl, seed=1, **OPTIMIZER_FLAGS_OFF) + flags)
+            assert child.optimizer == flags[1] and child.betas == (0.9, 0.999)
+    run_args, a, b, data = proof.twins(model_argv(args), dtype="float64")
+    assert run_args.schedule == "constant" and run_args.epochs * run_args.steps_per_epoch < 20
+    losses = proof.lockstep([a, b], data, run_args, steps=20)
+    assert abs(losses[0] - losses[1]).max() / losses[1].max() < 1e-9
