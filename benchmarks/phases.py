@@ -13,7 +13,7 @@ import argparse
 import torch
 from threadpoolctl import threadpool_limits
 
-from common import cli, machine
+from common import cli, loop, machine
 from epoch_bench import trainer_args
 
 import numpy_nn.train
@@ -23,6 +23,8 @@ from comparison import layers
 
 def profile(impl, batch_size, steps, data, opts):
     args = trainer_args(opts.model_argv, batch_size)
+    args.steps_per_epoch = loop.batches_per_epoch(len(data.x_train), args)  # (data was loaded once, for every size)
+    args.epochs = max(args.epochs, -(-(steps + 20) // args.steps_per_epoch))  # a per-batch schedule covers the steps
     return layers.profile((numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args), data, args, steps)
 
 
