@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.files import file_in_the_way
+
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -136,7 +138,7 @@ def load_raw(data_dir=None, *, allow_download=True, counts=COUNTS, checksums=Fal
     checksums: also compute the MD5 of each uncompressed content (about 0.1 s).
     """
     folder = resolve_dir(data_dir)
-    not_folder = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    not_folder = file_in_the_way(folder)
     if not_folder is not None:
         where = "--data-dir" if data_dir else "MNIST_DIR" if os.environ.get("MNIST_DIR") else "the data folder"
         raise DataError(f"{where} {folder}: {'it' if not_folder == folder else not_folder} is a file, not a folder; "

@@ -7,13 +7,14 @@ import math
 import os
 from pathlib import Path
 
+from common.errors import RunError
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path beside `path`; on success rename it into place, on failure remove it. A write
     that fails for the disk's sake (full, read-only, gone: OSError, or safetensors' own error for the same)
     becomes one RunError naming the file; whatever was at `path` before is left as it was."""
-    from common.errors import RunError
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -31,10 +32,14 @@ def atomic_path(path: Path):
             tmp.unlink(missing_ok=True)
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """`path` itself, or the folder above it, that exists as a file: what keeps `path` from being a folder."""
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+
+
 def check_folder(path: Path, flag: str, purpose: str) -> None:
     """Raise RunError, in one line, when `path` cannot be a folder because it, or a folder above it, is a file."""
-    from common.errors import RunError
-    not_folder = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    not_folder = file_in_the_way(path)
     if not_folder == path:
         raise RunError(f"{flag} {path}: is a file, not a folder; name a folder for {purpose}")
     if not_folder is not None:

@@ -173,6 +173,15 @@ def show(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
+def check_blocks(args) -> None:
+    """A CNN's kernel sizes as one per block (args.kernel_size set so); ValueError, in one line, for sizes that do
+    not fit the blocks or blocks whose poolings leave no pixel. The command line and a file's record both pass here."""
+    args.kernel_size = per_block(args.kernel_size, args.channels)
+    if feature_side(args.channels, args.kernel_size) < 1:
+        raise ValueError(f"--channels {show(args.channels)} with --kernel-size {args.kernel_size}: "
+                         f"{len(args.channels)} poolings leave no pixel of a 28x28 image; use fewer blocks")
+
+
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse, letting a --preset supply values that explicit flags override; check flag combinations."""
     args, given = parser.parse_args(argv), explicit(parser, argv)
@@ -187,12 +196,9 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
             setattr(args, k, v if getattr(args, k) is None else getattr(args, k))
         args.input_dropout = 0.0
         try:
-            args.kernel_size = per_block(args.kernel_size, args.channels)
+            check_blocks(args)
         except ValueError as e:
             parser.error(str(e))
-        if feature_side(args.channels, args.kernel_size) < 1:
-            parser.error(f"--channels {','.join(map(str, args.channels))} with --kernel-size {args.kernel_size}: "
-                         f"{len(args.channels)} poolings leave no pixel of a 28x28 image; use fewer blocks")
     else:
         args.channels = args.kernel_size = None
         args.hidden = DEFAULT["hidden"] if args.hidden is None else args.hidden

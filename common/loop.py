@@ -117,9 +117,9 @@ def fit(trainer, data, args, log=print, test_each_epoch=False, progress=None, st
     p = progress or Progress()
     x, y = trainer.place(data.x_train, data.y_train)  # once: on a GPU the whole training set moves there
     interrupted = False
-    if trained_per_epoch(len(x), args) < len(x):
+    if (trained := trained_per_epoch(len(x), args)) < len(x):
         log(f"note: {len(x):,} training images in batches of {args.batch_size} leave 1 over, which --batch-norm "
-            f"cannot normalize alone: each epoch trains on {trained_per_epoch(len(x), args):,}")
+            f"cannot normalize alone: each epoch trains on {trained:,}")
     while p.epoch < args.epochs:
         lr = p.lr = trainer.lr if p.step == 0 or math.isnan(p.lr) else p.lr
         figures = train_epoch(trainer, x, y, args, p.epoch, p, stop)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from common.architecture import feature_side, per_block
 from common.errors import RunError
-from common.flags import show
+from common.flags import check_blocks, show
 
 # Flags about where and how a run happens rather than what it computes: a resumed run may be given them anew.
 ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "out", "checkpoint_every", "evaluate", "save_model")
@@ -56,12 +55,12 @@ def adopt(parser: argparse.ArgumentParser, recorded: dict, args, given: set, key
             raise RunError(f"--{k.replace('_', '-')} {show(getattr(args, k))} contradicts {source}, which records "
                              f"{show(value)}; drop the flag")
         setattr(args, k, value)
-    if args.model == "cnn" and args.channels and args.kernel_size:
+    if args.model == "cnn":
+        recorded_blocks = f"--channels {show(args.channels)} and --kernel-size {show(args.kernel_size)}"
         try:
-            args.kernel_size = per_block(args.kernel_size, args.channels)
+            if not args.channels or not args.kernel_size:
+                raise ValueError("no blocks")
+            check_blocks(args)
         except ValueError as e:
-            raise RunError(f"{source}: {e}; the file is damaged") from None
-    if args.model == "cnn" and (not args.channels or not args.kernel_size or
-                                feature_side(args.channels, args.kernel_size) < 1):
-        raise RunError(f"{source}: records --model cnn with --channels {show(args.channels)} and --kernel-size "
-                       f"{show(args.kernel_size)}, which make no network; the file is damaged")
+            raise RunError(f"{source}: records --model cnn with {recorded_blocks}, which make no network ({e}); the "
+                           f"file is damaged") from None

@@ -11,7 +11,7 @@ def make_optimizer(args, params):
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, args.lr, momentum=args.momentum, nesterov=args.nesterov,
                                weight_decay=args.weight_decay, **fused)
-    betas = tuple(getattr(args, "betas", (0.9, 0.999)))
+    betas = tuple(args.betas)
     if args.optimizer == "adam":
         return torch.optim.Adam(params, args.lr, betas, weight_decay=args.weight_decay, **fused)
     return torch.optim.AdamW(params, args.lr, betas, weight_decay=args.weight_decay, **fused)
