@@ -178,7 +178,7 @@ def check_blocks(args) -> None:
     not fit the blocks or blocks whose poolings leave no pixel. The command line and a file's record both pass here."""
     args.kernel_size = per_block(args.kernel_size, args.channels)
     if feature_side(args.channels, args.kernel_size) < 1:
-        raise ValueError(f"--channels {show(args.channels)} with --kernel-size {args.kernel_size}: "
+        raise ValueError(f"--channels {show(args.channels)} with --kernel-size {show(args.kernel_size)}: "
                          f"{len(args.channels)} poolings leave no pixel of a 28x28 image; use fewer blocks")
 
 
