@@ -108,10 +108,10 @@ def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
             return score(trainer, data, args)
         progress = Progress()
         if checkpoint:
-            progress = resume.progress_of(checkpoint[1])
+            progress = resume.progress_of(checkpoint[1], args.resume)
             try:
                 trainer.load_state(checkpoint[0], {**checkpoint[1]["trainer"], "started": progress.epoch + progress.step > 0})
-            except (ValueError, KeyError) as e:
+            except (ValueError, KeyError, TypeError) as e:
                 raise RunError(f"the checkpoint in {args.resume}: {' '.join(str(e).split())}; it is damaged: start the "
                                f"run again without --resume") from None
 

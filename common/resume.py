@@ -4,6 +4,7 @@ batch-norm statistics, optimizer moments, generator states) with the flags and t
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from common import weights
@@ -30,11 +31,31 @@ def read(folder: Path, implementation: str) -> tuple[dict, dict]:
     arrays, meta = weights.read_file(path)
     if meta.get("kind") != "checkpoint":
         raise RunError(f"{path}: not a checkpoint of this project (a model file? score it with --evaluate)")
+    lacking = [k for k, kind in (("implementation", str), ("config", dict), ("progress", dict), ("trainer", dict))
+               if not isinstance(meta.get(k), kind)]
+    if lacking:
+        raise RunError(f"{path}: its record lacks {', '.join(lacking)} (or holds something else there); the checkpoint "
+                       f"is damaged: start the run again without --resume")
     if meta["implementation"] != implementation:
         raise RunError(f"{path}: a {meta['implementation']}_nn checkpoint; resume it with "
                        f"{meta['implementation']}_nn/train.py --resume {folder}")
     return arrays, meta
 
 
-def progress_of(meta: dict) -> Progress:
-    return Progress(**meta["progress"])
+def progress_of(meta: dict, path) -> Progress:
+    """The loop's progress a checkpoint recorded, each field checked to be what the loop keeps there (counts are
+    non-negative integers, sums and seconds numbers, the completed epochs a list of records)."""
+    record, fields = meta["progress"], {f.name for f in dataclasses.fields(Progress)}
+    counts, numbers = ("epoch", "step", "correct"), ("loss_sum", "seconds", "lr")
+
+    def fits(k, v):
+        if k in counts:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        if k in numbers:
+            return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+        return isinstance(v, list) and all(isinstance(e, dict) for e in v)
+    bad = sorted(set(record) - fields) + [k for k in fields & set(record) if not fits(k, record[k])]
+    if bad:
+        raise RunError(f"{path}: its recorded progress has {', '.join(f'{k}={record.get(k)!r}' for k in bad)}; the "
+                       f"checkpoint is damaged: start the run again without --resume")
+    return Progress(**{k: math.nan if v is None else v for k, v in record.items()})  # JSON's null is the NaN lr

@@ -219,3 +219,26 @@ def test_a_damaged_stored_run_is_trained_again(tmp_path, capsys):
     assert store.get(train_job, args) is None
     err = capsys.readouterr().err
     assert f"{store.path(train_job, args)}: damaged (JSONDecodeError" in err and "training that run again" in err
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+@pytest.mark.parametrize("damage, message", [
+    (lambda meta: {**meta, "progress": {**meta["progress"], "epoch": "two"}}, "its recorded progress has epoch='two'"),
+    (lambda meta: {**meta, "progress": {**meta["progress"], "step": -3}}, "its recorded progress has step=-3"),
+    (lambda meta: {k: v for k, v in meta.items() if k != "progress"}, "its record lacks progress"),
+    (lambda meta: {**meta, "trainer": {}}, "it is damaged: start the run again"),
+])
+def test_a_checkpoint_whose_record_is_damaged(impl, damage, message, mnist_dir, tmp_path, monkeypatch, capsys):
+    """Every value --resume reads from a checkpoint is checked: the progress it records, the trainer's state."""
+    from test_survival import signal_at_step
+    module = TRAINERS[impl]
+    signal_at_step(monkeypatch, module, 5)
+    assert run_train(module, [*QUICK, "--out", str(tmp_path)], mnist_dir)[0] == 130
+    monkeypatch.undo()
+    arrays, meta = weights.read_file(tmp_path / "checkpoint.safetensors")
+    meta = damage({k: v for k, v in meta.items() if k != "format"})
+    weights.write_file(tmp_path / "checkpoint.safetensors", arrays, meta)
+    capsys.readouterr()
+    assert run_train(module, ["--resume", str(tmp_path)], mnist_dir)[0] == 1
+    err = one_line_error(capsys)
+    assert str(tmp_path) in err and message in err, err
