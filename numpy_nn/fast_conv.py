@@ -22,17 +22,7 @@ import numpy as np
 
 from numpy_nn import conv
 from numpy_nn.layers import array_module
-
-BLOCK_BYTES = 1 << 20
-
-
-def blocks(x):
-    """Consecutive slices of x's first axis, each about BLOCK_BYTES of x (at least one entry).
-    At batch 128 one of conv1's 32x28x28 maps is 12.8 MB, more than the caches hold beside the rest; a 1 MiB
-    block stays. On a GPU there is no such cache to fit: one block."""
-    n = len(x)
-    step = max(1, BLOCK_BYTES // max(1, x[0].nbytes)) if array_module(x) is np else n
-    return [slice(a, min(a + step, n)) for a in range(0, n, step)]
+from numpy_nn.threads import blocks, parallel
 
 
 def window_view(xp, x, k, stride, out_hw):
@@ -61,75 +51,82 @@ def nchw(x):
 
 
 class Conv2d(conv.Conv2d):
-    """numpy_nn.conv.Conv2d, channels-last inside: im2col by patch (or by offset for one channel) into a reused
-    buffer, col2im by kernel offset, block by block."""
+    """numpy_nn.conv.Conv2d, channels-last inside, block by block on the thread pool: each block's patch
+    matrix built in its worker's buffer (by patch, or by offset for one channel) and multiplied while in
+    cache; the backward builds it again rather than keep the whole batch's, and adds the patches' gradient
+    back by kernel offset."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.cols = self.padded = None  # buffers reused from step to step
+        self.padded, self.scratch = None, {}  # the padded input, and each worker's patch matrix, reused
 
     def out_hw(self, h, w):
         return tuple((s + 2 * self.padding - self.k) // self.stride + 1 for s in (h, w))
-
-    def _pad(self, x):
-        """(N, H, W, C) inside a zero border of `padding` pixels, in a buffer whose border stays zero."""
-        if not self.padding:
-            return x
-        p, (n, h, w, c) = self.padding, x.shape
-        if self.padded is None or self.padded.shape != (n, h + 2 * p, w + 2 * p, c) or self.padded.dtype != x.dtype:
-            self.padded = self.xp.zeros((n, h + 2 * p, w + 2 * p, c), x.dtype)
-        self.padded[:, p:p + h, p:p + w] = x
-        return self.padded
 
     def matrix(self, W):
         """(C_out, C, k, k) -> (C_out, k*k*C): the kernel in the patches' channels-last order."""
         return W.transpose(0, 2, 3, 1).reshape(len(W), -1)
 
+    def image_bytes(self):
+        """A block's working set per image: its patch matrix."""
+        return self.hw[0] * self.hw[1] * self.k * self.k * self.padded.shape[3] * self.padded.itemsize
+
+    def im2col(self, worker, s):
+        """(len(s) * Ho*Wo, k*k*C): the patches of images s, in the worker's buffer (reused step to step)."""
+        xp, padded, (ho, wo), k = self.xp, self.padded[s], self.hw, self.k
+        b, c, size = len(padded), padded.shape[3], len(padded) * ho * wo * k * k * padded.shape[3]
+        buf = self.scratch.get(worker)
+        if buf is None or buf.size < size or buf.dtype != padded.dtype:
+            buf = self.scratch[worker] = xp.empty(size, padded.dtype)
+        if c == 1:  # by kernel offset, the matrix transposed in memory, (k*k, rows), as BLAS takes it too:
+            # k*k copies of whole shifted images, each one contiguous row
+            cols_t = buf[:size].reshape(k, k, b, ho, wo)
+            for i, j, rows, cols in offsets(k, self.stride, self.hw):
+                cols_t[i, j] = padded[:, rows, cols, 0]
+            return cols_t.reshape(k * k, -1).T
+        cols = buf[:size].reshape(b, ho, wo, k, k, c)
+        cols[...] = window_view(xp, padded, k, self.stride, self.hw)  # by patch: k rows of k*C numbers each
+        return cols.reshape(b * ho * wo, -1)
+
     def forward(self, x):
-        xp, (n, c, h, w) = self.xp, x.shape
-        out_hw = self.out_hw(h, w)
-        shape = (n * out_hw[0] * out_hw[1], self.k * self.k * c)
-        if self.cols is None or self.cols.shape != shape or self.cols.dtype != x.dtype:
-            # one input channel: the matrix is kept transposed in memory, (k*k, N*Ho*Wo), a column-major view
-            self.cols = xp.empty(shape[::-1], x.dtype).T if c == 1 else xp.empty(shape, x.dtype)
-        padded = self._pad(channels_last(x))
-        if c == 1:  # im2col by kernel offset, each offset's shifted images one contiguous row of the transposed
-            # matrix (the products take it transposed, as BLAS can): k*k copies of whole images, written in order
-            rows_t = self.cols.T.reshape(self.k, self.k, n, *out_hw)
-            for i, j, rows, cols in offsets(self.k, self.stride, out_hw):
-                rows_t[i, j] = padded[:, rows, cols, 0]
-        else:       # im2col by patch: each copies k rows of k*C contiguous numbers
-            patches = window_view(xp, padded, self.k, self.stride, out_hw)
-            self.cols.reshape(patches.shape)[...] = patches       # im2col: the one copy, (N*Ho*Wo, k*k*C)
-        self.x_shape = x.shape
-        out = self.cols @ self.matrix(self.params["W"]).T        # (N*Ho*Wo, C_out)
-        if "b" in self.params:
-            out += self.params["b"]
-        return nchw(out.reshape(n, *out_hw, -1))                 # (N, C_out, Ho, Wo), channels-last inside
+        xp, (n, c, h, w), W, p = self.xp, x.shape, self.params["W"], self.padding
+        self.x_shape, self.hw = x.shape, self.out_hw(h, w)
+        if self.padded is None or self.padded.shape != (n, h + 2 * p, w + 2 * p, c) or self.padded.dtype != x.dtype:
+            self.padded = xp.zeros((n, h + 2 * p, w + 2 * p, c), x.dtype)  # the border stays zero
+        xt, w_t = channels_last(x), self.matrix(W).T
+        out = xp.empty((n, *self.hw, len(W)), x.dtype)
+
+        def block(worker, s):
+            self.padded[s, p:p + h, p:p + w] = xt[s]  # kept for the backward
+            o = out[s].reshape(-1, len(W))
+            xp.matmul(self.im2col(worker, s), w_t, out=o)
+            if "b" in self.params:
+                o += self.params["b"]
+        parallel(block, blocks(n, self.image_bytes(), xp))
+        return nchw(out)                                         # (N, C_out, Ho, Wo), channels-last inside
 
     def backward(self, dout, need_dx=True):
         """dout: (N, C_out, Ho, Wo) -> dx: (N, C, H, W); dW and db assigned."""
-        xp, W = self.xp, self.params["W"]
-        n, c, h, w = self.x_shape
-        c_out, ho, wo = dout.shape[1:]
-        dout2 = channels_last(dout).reshape(-1, c_out)           # (N*Ho*Wo, C_out): a view when channels-last
-        dW = dout2.T @ self.cols                                 # (C_out, k*k*C)
-        self.grads["W"][...] = nchw(dW.reshape(c_out, self.k, self.k, c))
+        xp, W, p, k = self.xp, self.params["W"], self.padding, self.k
+        (n, c, h, w), c_out, d4 = self.x_shape, len(W), channels_last(dout)
+        dx = xp.empty(self.padded.shape, dout.dtype) if need_dx else None
+        taps = [(rows, cols, xp.ascontiguousarray(W[:, :, i, j])) for i, j, rows, cols in offsets(k, self.stride, self.hw)]
+
+        def block(worker, s):
+            d = d4[s].reshape(-1, c_out)                          # (rows, C_out)
+            sums = (d.T @ self.im2col(worker, s),                 # this block's dW and db (column sums by BLAS)
+                    xp.ones(len(d), d.dtype) @ d)
+            if need_dx:  # col2im by kernel offset: the patches' gradient at offset (i, j), d @ W[:, :, i, j], added
+                dx[s] = 0  # onto the pixels that offset read, rows of Wo*C contiguous numbers (a product of the
+                for rows, cols_, w_ij in taps:  # whole patch gradient, added back C numbers at a time, was no faster)
+                    dx[s, rows, cols_] += (d @ w_ij).reshape(-1, *self.hw, c)
+            return sums
+        partial = [block_sums for worker in parallel(block, blocks(n, self.image_bytes(), xp)) for block_sums in worker]
+        dW = sum(dw for dw, _ in partial)
+        self.grads["W"][...] = nchw(dW.reshape(c_out, k, k, c))
         if "b" in self.grads:
-            self.grads["b"][...] = xp.ones(len(dout2), dout2.dtype) @ dout2  # column sums, by BLAS
-        if not need_dx:
-            return None
-        p, dout4 = self.padding, dout2.reshape(n, ho, wo, c_out)
-        dx = xp.zeros((n, h + 2 * p, w + 2 * p, c), dout.dtype)
-        taps = [(rows, cols, xp.ascontiguousarray(W[:, :, i, j]))
-                for i, j, rows, cols in offsets(self.k, self.stride, (ho, wo))]
-        for s in blocks(dout4):  # a block of images at a time: its products still in cache when added
-            d = dout4[s].reshape(-1, c_out)
-            for rows, cols, w_ij in taps:
-                # col2im, one kernel offset at a time: the patches' gradient at offset (i, j), dout @ W[:, :, i, j],
-                # lands on the input pixels that offset read (never the whole (N*Ho*Wo, k*k*C) matrix at once)
-                dx[s, rows, cols] += (d @ w_ij).reshape(-1, ho, wo, c)
-        return nchw(dx[:, p:p + h, p:p + w])
+            self.grads["b"][...] = sum(db for _, db in partial)
+        return nchw(dx[:, p:p + h, p:p + w]) if need_dx else None
 
 
 def first_max(xp, views, out, idx):
@@ -166,10 +163,12 @@ class MaxPool2d(conv.MaxPool2d):
         out = xp.empty((n, ho, wo, c), x.dtype)
         self.cols_max, self.rows_max = xp.empty((n, h, wo, c), np.uint8), xp.empty((n, ho, wo, c), np.uint8)
         across, down = self.taps(w), self.taps(h)
-        for s in blocks(xt):  # a block of images at a time: the row maxima still in cache for the second stage
+
+        def block(worker, s):  # the row maxima still in cache for the second stage
             rows = xp.empty((len(xt[s]), h, wo, c), x.dtype)                             # (block, H, Wo, C)
             first_max(xp, [xt[s, :, t] for t in across], rows, self.cols_max[s])
             first_max(xp, [rows[:, t] for t in down], out[s], self.rows_max[s])
+        parallel(block, blocks(n, 2 * xt[0].nbytes, xp))  # reads an image, writes half of one and a byte each
         return nchw(out)
 
     def backward(self, dout):
@@ -182,10 +181,12 @@ class MaxPool2d(conv.MaxPool2d):
         dx = blank(self.x_shape, dout.dtype)
         down = [(slice(None), t) for t in self.taps(h)]
         across = [(slice(None), slice(None), t) for t in self.taps(w)]
-        for s in blocks(dx):
+
+        def block(worker, s):
             drows = blank((len(dx[s]), h, dt.shape[2], c), dout.dtype)                   # (block, H, Wo, C)
             self.route(xp, dt[s], self.rows_max[s], down, drows, overlapping)
             self.route(xp, drows, self.cols_max[s], across, dx[s], overlapping)
+        parallel(block, blocks(len(dx), 2 * dx[0].nbytes, xp))
         return nchw(dx)
 
     @staticmethod

@@ -12,7 +12,7 @@ that made the CNN fast. Each trick, and what it bought as measured on 2 cores:
   correction terms into per-channel vectors before it touches the whole map.
 """
 from numpy_nn import norm
-from numpy_nn.fast_conv import blocks
+from numpy_nn.threads import blocks, parallel
 
 
 class BatchNorm1d(norm.BatchNorm1d):
@@ -21,6 +21,10 @@ class BatchNorm1d(norm.BatchNorm1d):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.ones = None  # reused vector of ones for column sums
+
+    def blocks(self, rows):
+        """Blocks of rows, each a pass's working set of about threads.BLOCK_BYTES: in, out and one more."""
+        return blocks(len(rows), 3 * rows[0].nbytes, self.xp)
 
     def to_rows(self, x):
         """x as rows of channels: (N, C)."""
@@ -47,11 +51,12 @@ class BatchNorm1d(norm.BatchNorm1d):
         xp, rows = self.xp, self.to_rows(x)                     # (M/r, r*C)
         m = rows.size // len(self.running_mean)                 # values per channel
         mean = self.per_channel(self.column_sums(rows)) / m if self.training else self.running_mean
-        mean_t, self.centered, squares = self.tiled(mean, rows), xp.empty_like(rows), 0
-        for s in blocks(rows):  # block by block: each block still in cache for the pass after
+        mean_t, self.centered = self.tiled(mean, rows), xp.empty_like(rows)
+
+        def center(worker, s):  # block by block: each block still in cache for the pass after
             c = xp.subtract(rows[s], mean_t, out=self.centered[s])
-            if self.training:
-                squares = squares + xp.einsum("ij,ij->j", c, c)
+            return xp.einsum("ij,ij->j", c, c) if self.training else 0
+        squares = sum(sum(worker) for worker in parallel(center, self.blocks(rows)))
         if self.training:
             var = self.per_channel(squares) / m
             self.running_mean *= 1 - self.momentum
@@ -64,9 +69,11 @@ class BatchNorm1d(norm.BatchNorm1d):
         self.inv_std = 1 / xp.sqrt(var + self.eps)               # (C,)
         self.scale = self.params["gamma"] * self.inv_std         # out = centered * scale + beta = gamma * xhat + beta
         scale_t, beta_t, out = self.tiled(self.scale, rows), self.tiled(self.params["beta"], rows), xp.empty_like(rows)
-        for s in blocks(rows):
+
+        def scale_shift(worker, s):
             xp.multiply(self.centered[s], scale_t, out=out[s])
             out[s] += beta_t
+        parallel(scale_shift, self.blocks(rows))
         self.used_batch = self.training
         return self.from_rows(out, x.shape)
 
@@ -77,21 +84,24 @@ class BatchNorm1d(norm.BatchNorm1d):
         dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M) (the last two in training only)."""
         xp, d = self.xp, self.to_rows(dout)                      # (M/r, r*C)
         m = d.size // len(self.running_mean)
-        dgamma, dbeta, products, sums = self.grads["gamma"], self.grads["beta"], 0, 0
-        for s in blocks(d):
-            products = products + xp.einsum("ij,ij->j", d[s], self.centered[s])
-            sums = sums + self.column_sums(d[s])
+        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        partial = [sums for worker in parallel(lambda worker, s: (xp.einsum("ij,ij->j", d[s], self.centered[s]),
+                                                                  self.column_sums(d[s])), self.blocks(d))
+                   for sums in worker]
+        products, sums = sum(p for p, _ in partial), sum(s for _, s in partial)
         dgamma[...] = self.per_channel(products) * self.inv_std
         dbeta[...] = self.per_channel(sums)
         scale_t, dx = self.tiled(self.scale, d), xp.empty_like(d)
         if self.used_batch:
             xhat_t = self.tiled(self.scale * self.inv_std * dgamma / m, d)
             shift_t = self.tiled(self.scale * dbeta / m, d)
-        for s in blocks(d):
+
+        def gradient(worker, s):
             xp.multiply(d[s], scale_t, out=dx[s])
             if self.used_batch:
                 dx[s] -= self.centered[s] * xhat_t
                 dx[s] -= shift_t
+        parallel(gradient, self.blocks(d))
         return self.from_rows(dx, dout.shape)
 
 

@@ -12,6 +12,7 @@ from common.flags import numpy_flags as add_flags
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import build
 from numpy_nn.optim import lr_at, make_optimizer, onecycle_lr
+from numpy_nn.threads import set_threads
 from numpy_nn.weight_files import read_weights
 
 
@@ -35,6 +36,7 @@ class Trainer:
     name = "numpy"
 
     def __init__(self, args):
+        set_threads(args.threads, pool_only=args.model == "cnn")
         self.args = args
         self.xp = array_library(getattr(args, "backend", "numpy"))
         self.model = build(args, self.xp)

@@ -14,6 +14,7 @@ from pytorch_nn.fast_conv import channels_last
 from pytorch_nn.losses import cross_entropy
 from pytorch_nn.model import build, tensors
 from pytorch_nn.optim import make_optimizer, make_scheduler
+from pytorch_nn.threads import set_threads
 from pytorch_nn.weight_files import read_weights
 
 
@@ -40,7 +41,7 @@ class Trainer:
     name = "pytorch"
 
     def __init__(self, args):
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         torch.manual_seed(args.seed)  # dropout masks; the weights come from numpy_nn's initializer
         self.args = args
         self.device = pick_device(getattr(args, "device", "cpu"))

@@ -8,19 +8,21 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from numpy_nn import conv, fast_conv, fast_norm, norm
+from numpy_nn import conv, fast_conv, fast_norm, norm, threads
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import CNN
 
 TOL = {np.float64: 1e-12, np.float32: 5e-6}  # relative to the largest entry; float32: ~40 ulps (seen: 13)
 
 
-@pytest.fixture(autouse=True, params=["whole batch", "blocks of one"])
+@pytest.fixture(autouse=True, params=["whole batch, one worker", "blocks of one, one worker", "blocks of one, 3 workers"])
 def blocks(request, monkeypatch):
-    """Every test here runs twice: the batch in one block, as these small inputs fit, and blocks of one image
-    (or one row), so that going block by block is proven not to change a number."""
-    if request.param == "blocks of one":
-        monkeypatch.setattr(fast_conv, "BLOCK_BYTES", 1)
+    """Every test here runs three times: the batch in one block, as these small inputs fit, and blocks of one
+    image (or one row) taken in turn or shared out to three threads (more than this machine may have, and
+    uneven shares), so that going block by block, in parallel, is proven not to change a number."""
+    monkeypatch.setattr(threads, "WORKERS", 3 if "3 workers" in request.param else 1)
+    if "blocks of one" in request.param:
+        monkeypatch.setattr(threads, "BLOCK_BYTES", 1)
 
 
 def assert_equal(name, fast, reference, dtype):
