@@ -20,9 +20,9 @@ Each trick, and what it bought as measured on 2 cores (the commit that made it s
 """
 import numpy as np
 
-from numpy_nn import conv
+from numpy_nn import conv, layers
 from numpy_nn.layers import array_module
-from numpy_nn.threads import blocks, parallel
+from numpy_nn.threads import blocks, parallel, total
 
 
 def window_view(xp, x, k, stride, out_hw):
@@ -122,11 +122,10 @@ class Conv2d(conv.Conv2d):
                 for rows, cols_, w_ij in taps:  # whole patch gradient, added back C numbers at a time, was no faster)
                     dx[s, rows, cols_] += (d @ w_ij).reshape(-1, *self.hw, c)
             return sums
-        partial = [block_sums for worker in parallel(block, blocks(n, self.image_bytes(), xp)) for block_sums in worker]
-        dW = sum(dw for dw, _ in partial).T
-        self.grads["W"][...] = nchw(dW.reshape(c_out, k, k, c))
+        dW, db = total(block, blocks(n, self.image_bytes(), xp))
+        self.grads["W"][...] = nchw(dW.T.reshape(c_out, k, k, c))
         if "b" in self.grads:
-            self.grads["b"][...] = sum(db for _, db in partial)
+            self.grads["b"][...] = db
         return nchw(dx[:, p:p + h, p:p + w]) if need_dx else None
 
 
@@ -204,3 +203,24 @@ class MaxPool2d(conv.MaxPool2d):
         for t, where in enumerate(taps[1:], start=1):
             xp.multiply(d, winner == t, out=out[where])
             xp.subtract(d if t == 1 else first, out[where], out=first)
+
+
+class ReLU(layers.ReLU):
+    """numpy_nn.layers.ReLU on the pool, block by block: after each pooling of a CNN its two passes (the mask,
+    the product) are worth sharing out like the pooling's."""
+
+    def forward(self, x):
+        xp = array_module(x)
+        self.mask, out = xp.empty_like(x, bool), xp.empty_like(x)
+
+        def block(worker, s):
+            xp.greater(x[s], 0, out=self.mask[s])
+            xp.multiply(x[s], self.mask[s], out=out[s])
+        parallel(block, blocks(len(x), 2 * x[0].nbytes, xp))
+        return out
+
+    def backward(self, dout):
+        xp = array_module(dout)
+        dx = xp.empty_like(dout)
+        parallel(lambda worker, s: xp.multiply(dout[s], self.mask[s], out=dx[s]), blocks(len(dout), 2 * dout[0].nbytes, xp))
+        return dx

@@ -12,7 +12,7 @@ that made the CNN fast. Each trick, and what it bought as measured on 2 cores:
   correction terms into per-channel vectors before it touches the whole map.
 """
 from numpy_nn import norm
-from numpy_nn.threads import blocks, parallel
+from numpy_nn.threads import blocks, parallel, total
 
 
 class BatchNorm1d(norm.BatchNorm1d):
@@ -39,9 +39,10 @@ class BatchNorm1d(norm.BatchNorm1d):
 
     def column_sums(self, a):
         """(M, r*C) -> (r*C,), by one matrix-vector product (10x numpy's reduction here)."""
-        if self.ones is None or len(self.ones) < len(a) or self.ones.dtype != a.dtype:
-            self.ones = self.xp.ones(len(a), a.dtype)
-        return self.ones[:len(a)] @ a
+        ones = self.ones  # (one read: another worker may replace it meanwhile)
+        if ones is None or len(ones) < len(a) or ones.dtype != a.dtype:
+            ones = self.ones = self.xp.ones(len(a), a.dtype)
+        return ones[:len(a)] @ a
 
     def tiled(self, v, a):
         """(C,) -> (r*C,): a per-channel vector laid out as a row of a."""
@@ -50,13 +51,16 @@ class BatchNorm1d(norm.BatchNorm1d):
     def forward(self, x):
         xp, rows = self.xp, self.to_rows(x)                     # (M/r, r*C)
         m = rows.size // len(self.running_mean)                 # values per channel
-        mean = self.per_channel(self.column_sums(rows)) / m if self.training else self.running_mean
+        if self.training:
+            mean = self.per_channel(total(lambda worker, s: self.column_sums(rows[s]), self.blocks(rows))) / m
+        else:
+            mean = self.running_mean
         mean_t, self.centered = self.tiled(mean, rows), xp.empty_like(rows)
 
         def center(worker, s):  # block by block: each block still in cache for the pass after
             c = xp.subtract(rows[s], mean_t, out=self.centered[s])
             return xp.einsum("ij,ij->j", c, c) if self.training else 0
-        squares = sum(sum(worker) for worker in parallel(center, self.blocks(rows)))
+        squares = total(center, self.blocks(rows))
         if self.training:
             var = self.per_channel(squares) / m
             self.running_mean *= 1 - self.momentum
@@ -85,10 +89,8 @@ class BatchNorm1d(norm.BatchNorm1d):
         xp, d = self.xp, self.to_rows(dout)                      # (M/r, r*C)
         m = d.size // len(self.running_mean)
         dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
-        partial = [sums for worker in parallel(lambda worker, s: (xp.einsum("ij,ij->j", d[s], self.centered[s]),
-                                                                  self.column_sums(d[s])), self.blocks(d))
-                   for sums in worker]
-        products, sums = sum(p for p, _ in partial), sum(s for _, s in partial)
+        products, sums = total(lambda worker, s: (xp.einsum("ij,ij->j", d[s], self.centered[s]), self.column_sums(d[s])),
+                               self.blocks(d))
         dgamma[...] = self.per_channel(products) * self.inv_std
         dbeta[...] = self.per_channel(sums)
         scale_t, dx = self.tiled(self.scale, d), xp.empty_like(d)

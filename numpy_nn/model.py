@@ -138,7 +138,7 @@ class CNN(Sequential):
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
             # and the activation then touches a quarter of the values
             layers[f"pool{i}"] = convs.MaxPool2d(2)
-            layers[f"conv{i}_{activation}"] = ACTIVATIONS[activation]()
+            layers[f"conv{i}_{activation}"] = (convs.ReLU if activation == "relu" else ACTIVATIONS[activation])()
             c_in = c
         layers["flatten"] = Flatten()
         n_features = c_in * feature_side(channels, kernel_size) ** 2

@@ -58,3 +58,11 @@ def parallel(fn, slices):
         finally:
             wait(others)   # none left running on one BLAS thread, whatever happened here
         return [mine] + [f.result() for f in others]
+
+
+def total(fn, slices):
+    """The sum of fn(worker, s) over the slices, in the same order every run; fn may return a tuple of sums."""
+    returns = [r for worker in parallel(fn, slices) for r in worker]
+    if isinstance(returns[0], tuple):
+        return tuple(sum(parts) for parts in zip(*returns))
+    return sum(returns)

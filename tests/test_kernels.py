@@ -84,6 +84,18 @@ def test_max_pool(k, stride, side, dtype):
         run_both(fast_conv.MaxPool2d(k, stride), conv.MaxPool2d(k, stride), memory, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu(dtype):
+    """The pooled maps' ReLU: zeros, negative zeros and positives, either memory layout, bit for bit."""
+    x = np.random.default_rng(3).standard_normal((3, 4, 5, 5)).astype(dtype)
+    x[0, 0, 0, :3] = [0.0, -0.0, 1e-30]
+    dout = np.random.default_rng(4).standard_normal(x.shape).astype(dtype)
+    for memory in (x, channels_last_memory(x)):
+        fast, reference = fast_conv.ReLU(), conv.ReLU()
+        assert np.array_equal(fast.forward(memory), reference.forward(memory))
+        assert np.array_equal(fast.backward(dout), reference.backward(dout))
+
+
 @pytest.mark.parametrize("kind, shape", [("BatchNorm2d", (4, 3, 5, 5)), ("BatchNorm2d", (1, 2, 3, 3)),
                                          ("BatchNorm1d", (6, 5)), ("BatchNorm1d", (3, 4))])
 @pytest.mark.parametrize("training", [True, False])
