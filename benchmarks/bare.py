@@ -66,13 +66,18 @@ def numpy_mlp(data, args):
     return epoch
 
 
+def numpy_fits(args) -> bool:
+    """Whether the bare NumPy loops write this network: any MLP; a CNN of the cnn preset's shape (batch norm,
+    one hidden layer, one kernel size)."""
+    return args.model != "cnn" or (args.batch_norm and len(args.hidden) == 1 and len(set(args.kernel_size)) == 1)
+
+
 def numpy_cnn(data, args):
     """The CNN (conv k x k 'same', batch norm, 2x2 max pool, ReLU per block; flatten; dense with batch norm;
     no biases before batch norm) as bare functions on channels-last arrays: im2col by stride tricks and one
     product per convolution, col2im one product per kernel offset, pooling by a 2x2 reshape, batch-norm
     sums by BLAS."""
-    assert args.batch_norm and len(args.hidden) == 1, "the bare CNN is the cnn preset's shape"
-    assert len(set(args.kernel_size)) == 1, "the bare CNN has one kernel size for every block"
+    assert numpy_fits(args), "the bare CNN is the cnn preset's shape"
     p, k = numpy_nn.model.build(args).params, args.kernel_size[0]
     convs = [p[f"conv{i}.W"].transpose(0, 2, 3, 1).reshape(len(p[f"conv{i}.W"]), -1).copy()
              for i in range(1, len(args.channels) + 1)]  # (C_out, k*k*C_in), channels-last patch order

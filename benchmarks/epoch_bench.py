@@ -111,6 +111,8 @@ def run(opts):
         flops = architecture.train_flops_per_sample(args) * len(data.x_train)
         epochs, first = {}, {}
         for name in chosen(opts):
+            if name == "bare numpy" and not bare.numpy_fits(args):
+                continue  # (numpy_nn then has no bare loop to be compared with: its ratio is left blank)
             epochs[name] = VARIANTS[name](data, args)
             t = time.perf_counter()
             epochs[name](0)  # warm-up: allocator, BLAS threads, torch's first-call costs, compiling
@@ -126,9 +128,9 @@ def run(opts):
                        "max_s": max(ts), "first_epoch_s": first[n], "gflops": flops / statistics.median(ts) / 1e9}
                       for n, ts in times.items()]
         for library, fw in (("numpy", ["numpy_nn"]), ("torch", [n for n in names if n.startswith("pytorch_nn")])):
-            floor = min(r["median_s"] for r in batch_rows if r["variant"] in LIBRARY[library])
+            floor = min((r["median_s"] for r in batch_rows if r["variant"] in LIBRARY[library]), default=None)
             for r in batch_rows:
-                if r["variant"] in fw:
+                if r["variant"] in fw and floor:
                     r["ratio_to_bare"] = r["median_s"] / floor
         if opts.memory:
             with ProcessPoolExecutor(1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:  # a fresh
@@ -154,6 +156,9 @@ def table(result) -> str:
         lines.append(f"{r['variant']:28s} {r['batch_size']:5d} {r['median_s']:9.3f} {r['min_s']:6.3f}-{r['max_s']:<6.3f} "
                      f"{ratio:>6s} {r['gflops']:8.1f} {100 * r['gflops'] / result['matmul_peak_gflops']:6.1f}% "
                      f"{r['first_epoch_s']:9.2f}{memory}")
+    for bs in dict.fromkeys(r["batch_size"] for r in result["rows"]):
+        median = {r["variant"]: r["median_s"] for r in result["rows"] if r["batch_size"] == bs}
+        lines.append(f"batch {bs}: numpy_nn / pytorch_nn = {median['numpy_nn'] / median['pytorch_nn']:.2f}x")
     return "\n".join(lines)
 
 
