@@ -1,7 +1,7 @@
 """Convolution and max pooling as the textbook derives them: NCHW in and out, as torch's nn.Conv2d and nn.MaxPool2d.
 
 These are the reference layers, written to be read. numpy_nn/fast_conv.py computes the same numbers faster
-(channels-last memory, cache blocks, separable pooling) and is tested equal to them; --kernels picks one.
+(channels-last memory, blocks on a pool of threads, separable pooling) and is tested equal to them; --kernels picks one.
 """
 import numpy as np
 

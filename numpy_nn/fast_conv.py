@@ -9,11 +9,17 @@ Each trick, and what it bought as measured on 2 cores (the commit that made it s
   beat N*Ho*Wo copies of k*k pixels (conv1's forward); each offset's copy is one contiguous row of the matrix
   kept transposed in memory, which the products take as BLAS's transposed operand: conv1's forward of the
   cnn-fast network (24 channels of 5x5, batch 256) 24.0 -> 6.6 ms, its whole step 86 -> 68 ms (phases.py).
-- col2im by kernel offset: dx is k*k products dout @ W[:, :, i, j] added onto the shifted input pixels, never
-  the whole (N*Ho*Wo, k*k*C) patch-gradient matrix.
-- Cache blocks (blocks()): layers that pass over an activation several times do it about 1 MiB of images at a
-  time, so each pass finds its block still in cache: numpy_nn's CNN epoch went from 0.86x to 0.78x the bare
-  NumPy loop's at batch 128.
+- Blocks of images on a pool of threads (numpy_nn/threads.py): each worker builds a block's patch matrix in
+  its own buffer and multiplies it while it is in cache, on one BLAS thread; the backward builds it again
+  rather than keep the whole batch's. NumPy's copies and sums run on one core otherwise, and OpenBLAS
+  parallelizes a skinny product (32 output channels) poorly: cnn-fast step 64 -> 53 ms, then 4 MiB blocks
+  rather than 1 MiB (fewer calls into NumPy, larger products) -> 50 ms. The ReLU after each pooling goes
+  on the pool too (fast_conv.ReLU).
+- col2im by kernel offset: dx is k*k products dout @ W[:, :, i, j] added onto the shifted input pixels, rows
+  of Wo*C contiguous numbers, never the whole (N*Ho*Wo, k*k*C) patch-gradient matrix. Probed, no faster:
+  one product for every offset then added back C numbers at a time; dx as the convolution of dout padded by
+  k-1-p with the kernel turned half a turn (one product, but one more patch matrix).
+- dW as patches.T @ dout rather than dout.T @ patches: OpenBLAS runs that shape 8-30 % faster here.
 - Separable max pooling: the maximum over each window's columns, then over its rows, with the first winner
   kept at each stage; its backward routes tap 0's share by one subtraction instead of a comparison and a
   product, and skips zero-filling when the windows tile the input.
@@ -111,7 +117,8 @@ class Conv2d(conv.Conv2d):
         xp, W, p, k = self.xp, self.params["W"], self.padding, self.k
         (n, c, h, w), c_out, d4 = self.x_shape, len(W), channels_last(dout)
         dx = xp.empty(self.padded.shape, dout.dtype) if need_dx else None
-        taps = [(rows, cols, xp.ascontiguousarray(W[:, :, i, j])) for i, j, rows, cols in offsets(k, self.stride, self.hw)]
+        taps = [(rows, cols, xp.ascontiguousarray(W[:, :, i, j]))
+                for i, j, rows, cols in offsets(k, self.stride, self.hw)]
 
         def block(worker, s):
             d = d4[s].reshape(-1, c_out)                          # (rows, C_out)
@@ -222,5 +229,6 @@ class ReLU(layers.ReLU):
     def backward(self, dout):
         xp = array_module(dout)
         dx = xp.empty_like(dout)
-        parallel(lambda worker, s: xp.multiply(dout[s], self.mask[s], out=dx[s]), blocks(len(dout), 2 * dout[0].nbytes, xp))
+        parallel(lambda worker, s: xp.multiply(dout[s], self.mask[s], out=dx[s]),
+                 blocks(len(dout), 2 * dout[0].nbytes, xp))
         return dx

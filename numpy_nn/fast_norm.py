@@ -7,7 +7,8 @@ that made the CNN fast. Each trick, and what it bought as measured on 2 cores:
   cost per row of an elementwise operation; rows W pixels long rather than one halved the layer's time on
   32-channel maps. The per-channel vectors are tiled W times to match.
 - Column sums as a product with a vector of ones (BLAS): 10x NumPy's reduction here.
-- Cache blocks (numpy_nn/fast_conv.blocks): each pass over a block of about 1 MiB finds it still in cache.
+- Blocks on the pool (numpy_nn/threads.py): each pass goes block by block, the blocks shared out to the
+  threads, the sums (mean, variance, dgamma, dbeta) gathered per block in a fixed order.
 - Fewer passes: out = centered * (gamma * inv_std) + beta, never xhat itself; backward folds the two
   correction terms into per-channel vectors before it touches the whole map.
 """
@@ -89,8 +90,8 @@ class BatchNorm1d(norm.BatchNorm1d):
         xp, d = self.xp, self.to_rows(dout)                      # (M/r, r*C)
         m = d.size // len(self.running_mean)
         dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
-        products, sums = total(lambda worker, s: (xp.einsum("ij,ij->j", d[s], self.centered[s]), self.column_sums(d[s])),
-                               self.blocks(d))
+        products, sums = total(lambda worker, s: (xp.einsum("ij,ij->j", d[s], self.centered[s]),
+                                                  self.column_sums(d[s])), self.blocks(d))
         dgamma[...] = self.per_channel(products) * self.inv_std
         dbeta[...] = self.per_channel(sums)
         scale_t, dx = self.tiled(self.scale, d), xp.empty_like(d)

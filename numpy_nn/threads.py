@@ -1,10 +1,11 @@
 """numpy_nn's threads. BLAS multiplies big matrices on all of them by itself, but every other NumPy operation
-(a copy, a maximum, a sum) runs on one core, and a CNN's step is mostly such passes over activations. So the
-fast kernels cut a batch into blocks of images small enough to stay in a core's cache and hand the blocks to
-a pool of threads, one block's whole chain of passes (and its matrix product, on one BLAS thread) at a time;
-NumPy lets go of the interpreter lock inside each operation, so the threads run at once. This is what
-torch's kernels do with OpenMP (pytorch_nn/threads.py). Measured on 2 cores, conv2 of the cnn-fast network,
-batch 256: 8.8 ms forward as whole-batch passes with two-threaded BLAS, 4.6 ms block by block on two threads.
+(a copy, a maximum, a sum) runs on one core, and a CNN's step is mostly such passes and skinny products. So
+the fast kernels cut a batch into blocks of images and hand the blocks to a pool of threads, one block's
+whole chain of passes (and its products, on one BLAS thread) at a time; NumPy lets go of the interpreter lock
+inside each operation, so the threads run at once. This is what torch's kernels do with OpenMP
+(pytorch_nn/threads.py). Measured on 2 cores (Intel Xeon), conv2 of the cnn-fast network, batch 256: forward
+8.8 ms as whole-batch passes with two-threaded BLAS, 5.2 ms block by block on two threads; backward 23.7 and
+15.0 ms. Two threads do 1.5-1.7x the work of one here (a product, a multiplication), not 2x.
 """
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -12,7 +13,8 @@ import numpy as np
 
 from common.machine import default_threads
 
-BLOCK_BYTES = 4 << 20  # a block's working set; cnn-fast step (2 cores): 102, 74, 59, 53, 52 ms at 1/4 to 4 MiB, 52 at 16
+BLOCK_BYTES = 4 << 20  # a block's working set; cnn-fast step (2 cores): 102, 74, 59, 53, 52 ms at 1/4, 1/2, 1,
+# 2, 4 MiB, 52 at 16: fewer calls into NumPy and larger products outweigh what a block loses from the cache
 WORKERS = default_threads()
 _pool = _blas = None
 

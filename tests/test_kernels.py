@@ -15,7 +15,8 @@ from numpy_nn.model import CNN
 TOL = {np.float64: 1e-12, np.float32: 5e-6}  # relative to the largest entry; float32: ~40 ulps (seen: 13)
 
 
-@pytest.fixture(autouse=True, params=["whole batch, one worker", "blocks of one, one worker", "blocks of one, 3 workers"])
+@pytest.fixture(autouse=True,
+                params=["whole batch, one worker", "blocks of one, one worker", "blocks of one, 3 workers"])
 def blocks(request, monkeypatch):
     """Every test here runs three times: the batch in one block, as these small inputs fit, and blocks of one
     image (or one row) taken in turn or shared out to three threads (more than this machine may have, and
