@@ -6,7 +6,7 @@ These are the reference layers, written to be read. numpy_nn/fast_conv.py comput
 import numpy as np
 
 from common.init import init_weight
-from numpy_nn.layers import ReLU, array_module  # noqa: F401 (ReLU: a block's activation, the plain one here)
+from numpy_nn.layers import array_module
 
 
 def windows(x, k, stride):

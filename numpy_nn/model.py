@@ -4,12 +4,12 @@ import numpy as np
 from common.architecture import feature_side, per_block
 from common.init import initial_weights
 from common.weights import check_match
-from numpy_nn import conv, fast_conv, fast_norm, norm
-from numpy_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
+from numpy_nn import conv, fast_conv, fast_layers, fast_norm, layers as plain, norm
+from numpy_nn.layers import Dropout, Flatten
 
-# --kernels: the layers a model is built from. reference: conv.py and norm.py, written to be read; fast: the
-# same layers from fast_conv.py and fast_norm.py, tested equal to them.
-KERNELS = {"reference": (conv, norm), "fast": (fast_conv, fast_norm)}
+# --kernels: the layers a model is built from. reference: conv.py, norm.py and layers.py, written to be read;
+# fast: the same layers from fast_conv.py, fast_norm.py and (in a CNN) fast_layers.py, tested equal to them.
+KERNELS = {"reference": (conv, norm, plain), "fast": (fast_conv, fast_norm, fast_layers)}
 
 
 ALIGN = 16  # elements: each tensor in the flat buffers starts on a 64-byte boundary, as BLAS likes
@@ -86,18 +86,18 @@ class Sequential:
                 layer.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
 
 
-def dense(sizes, activation, dropout, batch_norm, mask_rng, dtype, xp, kernels) -> dict:
+def dense(sizes, activation, dropout, batch_norm, mask_rng, dtype, xp, kernels, units=plain) -> dict:
     """Fully connected layers sizes[0] -> ... -> sizes[-1]; each hidden one followed by batch norm (if
     asked, and then no bias before it), the activation and dropout. Named fc1, fc1_bn, fc1_relu, fc1_drop,
-    fc2, ... as in pytorch_nn."""
+    fc2, ... as in pytorch_nn. units: the module of Linear and the activations."""
     layers, norms = {}, KERNELS[kernels][1]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         hidden = i < len(sizes) - 1
-        layers[f"fc{i}"] = Linear(a, b, dtype=dtype, xp=xp, bias=not (hidden and batch_norm))
+        layers[f"fc{i}"] = units.Linear(a, b, dtype=dtype, xp=xp, bias=not (hidden and batch_norm))
         if hidden:
             if batch_norm:
                 layers[f"fc{i}_bn"] = norms.BatchNorm1d(b, dtype=dtype, xp=xp)
-            layers[f"fc{i}_{activation}"] = ACTIVATIONS[activation]()
+            layers[f"fc{i}_{activation}"] = units.ACTIVATIONS[activation]()
             if dropout > 0:
                 layers[f"fc{i}_drop"] = Dropout(dropout, mask_rng)
     return layers
@@ -130,7 +130,7 @@ class CNN(Sequential):
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
                  batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast"):
         rng, mask_rng = generators(seed, xp)
-        (convs, norms), layers, c_in = KERNELS[kernels], {}, 1
+        (convs, norms, units), layers, c_in = KERNELS[kernels], {}, 1
         for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
             layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=k // 2, dtype=dtype, xp=xp, bias=not batch_norm)
             if batch_norm:
@@ -138,12 +138,12 @@ class CNN(Sequential):
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
             # and the activation then touches a quarter of the values
             layers[f"pool{i}"] = convs.MaxPool2d(2)
-            layers[f"conv{i}_{activation}"] = (convs.ReLU if activation == "relu" else ACTIVATIONS[activation])()
+            layers[f"conv{i}_{activation}"] = units.ACTIVATIONS[activation]()
             c_in = c
         layers["flatten"] = Flatten()
         n_features = c_in * feature_side(channels, kernel_size) ** 2
         layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp,
-                            kernels))
+                            kernels, units))  # (in a CNN, BLAS is on one thread: the fast units share the batch)
         super().__init__(layers)
         self.load_state_dict(initial_weights(rng, hidden, channels, kernel_size, batch_norm, init, dtype, n_out=n_out))
         self.mask_rng = mask_rng

@@ -8,6 +8,7 @@ inside each operation, so the threads run at once. This is what torch's kernels 
 15.0 ms. Two threads do 1.5-1.7x the work of one here (a product, a multiplication), not 2x.
 """
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from common.machine import default_threads
 BLOCK_BYTES = 4 << 20  # a block's working set; cnn-fast step (2 cores): 102, 74, 59, 53, 52 ms at 1/4, 1/2, 1,
 # 2, 4 MiB, 52 at 16: fewer calls into NumPy and larger products outweigh what a block loses from the cache
 WORKERS = default_threads()
-_pool = _blas = None
+_pool = _blas = _blas_threads = None
 
 
 def set_threads(n, pool_only=False):
@@ -24,20 +25,25 @@ def set_threads(n, pool_only=False):
     OpenBLAS's idle threads spin for about 0.1 s after each product before they sleep, on the cores the pool
     then wants: a cnn-fast step took 66 ms with the dense layers' products on two BLAS threads, 55 ms with every
     product on one (the dense layers are 4 % of the step)."""
-    global WORKERS
+    global WORKERS, _blas_threads
     from threadpoolctl import threadpool_limits
-    WORKERS = n
-    threadpool_limits(1 if pool_only else n, user_api="blas")
+    WORKERS, _blas_threads = n, 1 if pool_only else n
+    threadpool_limits(_blas_threads, user_api="blas")
 
 
 def blocks(n, bytes_per_image, xp=np):
     """Slices of a batch of n, each about BLOCK_BYTES of working set (at least one image), as many as a
-    multiple of the workers so that each gets the same share. On a GPU there is no cache to fit: one block."""
-    if xp is not np:
-        return [slice(0, n)]
+    multiple of the workers so that each gets the same share. Under a quarter of a block, one block: handing
+    work to the pool takes about 0.1 ms, more than a pass that small. On a GPU (no cache to fit): one block."""
+    if xp is not np or n * bytes_per_image < BLOCK_BYTES // 4:
+        return split(n, 1)
     count = min(n, -(-n * bytes_per_image // BLOCK_BYTES))
-    count = min(n, -(-count // WORKERS) * WORKERS)
-    edges = [n * i // count for i in range(count + 1)]
+    return split(n, -(-count // WORKERS) * WORKERS)
+
+
+def split(n, count):
+    """range(n) in min(n, count) slices of nearly equal length, in order."""
+    edges = [n * i // min(n, count) for i in range(min(n, count) + 1)]
     return [slice(a, b) for a, b in zip(edges, edges[1:])]
 
 
@@ -53,7 +59,7 @@ def parallel(fn, slices):
     if _pool is None or _pool._max_workers < workers - 1:
         from threadpoolctl import ThreadpoolController
         _pool, _blas = ThreadPoolExecutor(workers - 1, thread_name_prefix="numpy_nn"), ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
+    with nullcontext() if _blas_threads == 1 else _blas.limit(limits=1, user_api="blas"):
         others = [_pool.submit(run, w) for w in range(1, workers)]
         try:
             mine = run(0)  # this thread is worker 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from numpy_nn import conv, fast_conv, fast_norm, norm, threads
+from numpy_nn import conv, fast_conv, fast_layers, fast_norm, layers, norm, threads
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import CNN
 
@@ -87,14 +87,28 @@ def test_max_pool(k, stride, side, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_relu(dtype):
-    """The pooled maps' ReLU: zeros, negative zeros and positives, either memory layout, bit for bit."""
+    """A CNN's ReLU: zeros, negative zeros and positives, either memory layout, bit for bit."""
     x = np.random.default_rng(3).standard_normal((3, 4, 5, 5)).astype(dtype)
     x[0, 0, 0, :3] = [0.0, -0.0, 1e-30]
     dout = np.random.default_rng(4).standard_normal(x.shape).astype(dtype)
     for memory in (x, channels_last_memory(x)):
-        fast, reference = fast_conv.ReLU(), conv.ReLU()
+        fast, reference = fast_layers.ReLU(), layers.ReLU()
         assert np.array_equal(fast.forward(memory), reference.forward(memory))
         assert np.array_equal(fast.backward(dout), reference.backward(dout))
+
+
+@pytest.mark.parametrize("n", [1, 7])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear(n, bias, dtype, monkeypatch):
+    """A CNN's dense layer, the batch shared out (weights this small too): out, dx, dW and db; a batch of one;
+    no dx for a first layer."""
+    monkeypatch.setattr(fast_layers, "SHARED", 0)
+    reference = layers.Linear(6, 5, np.random.default_rng(0), dtype=dtype, bias=bias)
+    fast = fast_layers.Linear(6, 5, np.random.default_rng(0), dtype=dtype, bias=bias)
+    x = np.random.default_rng(n).standard_normal((n, 6)).astype(dtype)
+    run_both(fast, reference, x, dtype)
+    assert fast.backward(np.ones((n, 5), dtype), need_dx=False) is None
 
 
 @pytest.mark.parametrize("kind, shape", [("BatchNorm2d", (4, 3, 5, 5)), ("BatchNorm2d", (1, 2, 3, 3)),
