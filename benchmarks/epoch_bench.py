@@ -49,8 +49,17 @@ def framework(module, data, args, **switches):
     return lambda e: loop.train_epoch(trainer, x, y, args, e)
 
 
+def own_blas(epoch, threads):
+    """The epoch with BLAS on --threads threads, whatever a variant built before set (numpy_nn's CNN keeps
+    BLAS on one thread, its pool doing the sharing: numpy_nn/threads.py), and that setting restored after."""
+    def run(e):
+        with threadpool_limits(threads, user_api="blas"):
+            return epoch(e)
+    return run
+
+
 VARIANTS = {
-    "bare numpy": lambda d, a: (bare.numpy_cnn if a.model == "cnn" else bare.numpy_mlp)(d, a),
+    "bare numpy": lambda d, a: own_blas((bare.numpy_cnn if a.model == "cnn" else bare.numpy_mlp)(d, a), a.threads),
     "numpy_nn": lambda d, a: framework(numpy_nn.train, d, a),
     "bare torch": lambda d, a: bare.torch_loop(d, a),
     "bare torch fused": lambda d, a: bare.torch_loop(d, a, fused=True),
