@@ -8,7 +8,6 @@ inside each operation, so the threads run at once. This is what torch's kernels 
 15.0 ms. Two threads do 1.5-1.7x the work of one here (a product, a multiplication), not 2x.
 """
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import nullcontext
 
 import numpy as np
 
@@ -17,7 +16,7 @@ from common.machine import default_threads
 BLOCK_BYTES = 4 << 20  # a block's working set; cnn-fast step (2 cores): 102, 74, 59, 53, 52 ms at 1/4, 1/2, 1,
 # 2, 4 MiB, 52 at 16: fewer calls into NumPy and larger products outweigh what a block loses from the cache
 WORKERS = default_threads()
-_pool = _blas = _blas_threads = None
+_pool = _blas = None
 
 
 def set_threads(n, pool_only=False):
@@ -25,10 +24,10 @@ def set_threads(n, pool_only=False):
     OpenBLAS's idle threads spin for about 0.1 s after each product before they sleep, on the cores the pool
     then wants: a cnn-fast step took 66 ms with the dense layers' products on two BLAS threads, 55 ms with every
     product on one (the dense layers are 4 % of the step)."""
-    global WORKERS, _blas_threads
+    global WORKERS
     from threadpoolctl import threadpool_limits
-    WORKERS, _blas_threads = n, 1 if pool_only else n
-    threadpool_limits(_blas_threads, user_api="blas")
+    WORKERS = n
+    threadpool_limits(1 if pool_only else n, user_api="blas")
 
 
 def blocks(n, bytes_per_image, xp=np):
@@ -59,7 +58,7 @@ def parallel(fn, slices):
     if _pool is None or _pool._max_workers < workers - 1:
         from threadpoolctl import ThreadpoolController
         _pool, _blas = ThreadPoolExecutor(workers - 1, thread_name_prefix="numpy_nn"), ThreadpoolController()
-    with nullcontext() if _blas_threads == 1 else _blas.limit(limits=1, user_api="blas"):
+    with _blas.limit(limits=1, user_api="blas"):  # (8 us, and right whatever set BLAS's threads last)
         others = [_pool.submit(run, w) for w in range(1, workers)]
         try:
             mine = run(0)  # this thread is worker 0
