@@ -7,6 +7,7 @@ inside each operation, so the threads run at once. This is what torch's kernels 
 8.8 ms as whole-batch passes with two-threaded BLAS, 5.2 ms block by block on two threads; backward 23.7 and
 15.0 ms. Two threads do 1.5-1.7x the work of one here (a product, a multiplication), not 2x.
 """
+import os
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -17,6 +18,15 @@ BLOCK_BYTES = 4 << 20  # a block's working set; cnn-fast step (2 cores): 102, 74
 # 2, 4 MiB, 52 at 16: fewer calls into NumPy and larger products outweigh what a block loses from the cache
 WORKERS = default_threads()
 _pool = _blas = None
+
+
+def _forget_pool():
+    """In a forked child: the pool's object came along, its threads did not; the child starts its own."""
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def set_threads(n, pool_only=False):

@@ -242,3 +242,19 @@ def test_a_checkpoint_whose_record_is_damaged(impl, damage, message, mnist_dir, 
     assert run_train(module, ["--resume", str(tmp_path)], mnist_dir)[0] == 1
     err = one_line_error(capsys)
     assert str(tmp_path) in err and message in err, err
+
+
+def _shared_sum(_):
+    from numpy_nn import threads
+    return threads.total(lambda worker, s: s.stop - s.start, threads.split(10, 2))
+
+
+def test_the_thread_pool_works_in_a_forked_child(monkeypatch):
+    """A child forked after the pool started (multiprocessing's default on Linux) gets the pool's object
+    without its threads; it must start its own instead of waiting for ever."""
+    import multiprocessing
+    from numpy_nn import threads
+    monkeypatch.setattr(threads, "WORKERS", 2)
+    assert _shared_sum(None) == 10  # the parent's pool now runs
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_shared_sum, (None,)).get(timeout=60) == 10
