@@ -9,6 +9,8 @@ Each trick, and what it bought as measured on 2 cores (the commit that made it s
   beat N*Ho*Wo copies of k*k pixels (conv1's forward); each offset's copy is one contiguous row of the matrix
   kept transposed in memory, which the products take as BLAS's transposed operand: conv1's forward of the
   cnn-fast network (24 channels of 5x5, batch 256) 24.0 -> 6.6 ms, its whole step 86 -> 68 ms (phases.py).
+  That matrix is kept for the backward (21 MB there), where building it again cost more than its product:
+  conv1 8.7 -> 7.3 ms forward and backward. With more channels, building it again costs what keeping it does.
 - Blocks of images on a pool of threads (numpy_nn/threads.py): each worker builds a block's patch matrix in
   its own buffer and multiplies it while it is in cache, on one BLAS thread; the backward builds it again
   rather than keep the whole batch's. NumPy's copies and sums run on one core otherwise, and OpenBLAS
@@ -66,7 +68,7 @@ class Conv2d(conv.Conv2d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.padded, self.scratch = None, {}  # the padded input, and each worker's patch matrix, reused
+        self.padded, self.scratch, self.kept = None, {}, None  # padded input, workers' patches, one channel's
 
     def out_hw(self, h, w):
         return tuple((s + 2 * self.padding - self.k) // self.stride + 1 for s in (h, w))
@@ -80,25 +82,30 @@ class Conv2d(conv.Conv2d):
         per_pixel = self.k * self.k * self.padded.shape[3] + len(self.params["W"])
         return self.hw[0] * self.hw[1] * per_pixel * self.padded.itemsize
 
-    def im2col(self, worker, s):
-        """(len(s) * Ho*Wo, k*k*C [+ 1]): the patches of images s, in the worker's buffer (reused step to step),
-        and with a bias a last column of ones: the product then adds the bias, and the backward's sums it."""
+    def im2col(self, worker, s, build=True):
+        """(len(s) * Ho*Wo, k*k*C [+ 1]): the patches of images s, and with a bias a last column of ones (the
+        product then adds the bias, and the backward's sums it). build=False: what the forward kept, if it did."""
         xp, padded, (ho, wo), k = self.xp, self.padded[s], self.hw, self.k
         b, c, bias = len(padded), padded.shape[3], "b" in self.params
         rows, width = b * ho * wo, k * k * c + bias
-        buf = self.scratch.get(worker)
+        if c == 1:  # by kernel offset: k*k copies of whole shifted images, each one contiguous row of the matrix
+            # kept transposed in memory, (width, N*Ho*Wo), as BLAS takes it too; kept for the backward, where
+            # building it again cost more than its product (conv1: 8.7 -> 7.5 ms forward and backward)
+            shape = (width, len(self.padded) * ho * wo)
+            if self.kept is None or self.kept.shape != shape or self.kept.dtype != padded.dtype:
+                self.kept = xp.empty(shape, padded.dtype)
+            cols_t = self.kept[:, s.start * ho * wo:s.stop * ho * wo]
+            if build:
+                for i, j, r, cc in offsets(k, self.stride, self.hw):
+                    cols_t[i * k + j].reshape(b, ho, wo)[...] = padded[:, r, cc, 0]
+                cols_t[k * k:] = 1
+            return cols_t.T
+        buf = self.scratch.get(worker)  # by patch, in the worker's buffer: each copies k rows of k*C numbers
         if buf is None or buf.size < rows * width or buf.dtype != padded.dtype:
             buf = self.scratch[worker] = xp.empty(rows * width, padded.dtype)
-        if c == 1:  # by kernel offset, the matrix transposed in memory, (k*k, rows), as BLAS takes it too:
-            cols_t = buf[:rows * width].reshape(width, rows)  # k*k copies of whole shifted images, each one row
-            for i, j, r, cc in offsets(k, self.stride, self.hw):
-                cols_t[i * k + j].reshape(b, ho, wo)[...] = padded[:, r, cc, 0]
-            cols = cols_t.T
-        else:       # by patch: each copies k rows of k*C contiguous numbers
-            cols = buf[:rows * width].reshape(rows, width)
-            cols[:, :k * k * c].reshape(b, ho, wo, k, k, c)[...] = window_view(xp, padded, k, self.stride, self.hw)
-        if bias:
-            cols[:, -1] = 1
+        cols = buf[:rows * width].reshape(rows, width)
+        cols[:, :k * k * c].reshape(b, ho, wo, k, k, c)[...] = window_view(xp, padded, k, self.stride, self.hw)
+        cols[:, k * k * c:] = 1
         return cols
 
     def forward(self, x):
@@ -131,8 +138,8 @@ class Conv2d(conv.Conv2d):
                 dx[s] = 0  # onto the pixels that offset read, rows of Wo*C contiguous numbers
                 for rows, cols_, w_ij in taps:
                     dx[s, rows, cols_] += (d @ w_ij).reshape(-1, *self.hw, c)
-            return self.im2col(worker, s).T @ d  # this block's dW (and db, its last row), transposed: BLAS runs
-            # this shape 8-30 % faster than dout.T @ patches here
+            # this block's dW (and db, its last row), transposed: BLAS runs this shape 8-30 % faster here
+            return self.im2col(worker, s, build=False).T @ d
         sums = total(block, blocks(n, self.image_bytes(), xp))  # (k*k*C [+ 1], C_out)
         self.grads["W"][...] = nchw(sums[:k * k * c].T.reshape(c_out, k, k, c))
         if "b" in self.grads:
