@@ -91,10 +91,7 @@ class Conv2d(conv.Conv2d):
         if c == 1:  # by kernel offset: k*k copies of whole shifted images, each one contiguous row of the matrix
             # kept transposed in memory, (width, N*Ho*Wo), as BLAS takes it too; kept for the backward, where
             # building it again cost more than its product (conv1: 8.7 -> 7.5 ms forward and backward)
-            shape = (width, len(self.padded) * ho * wo)
-            if self.kept is None or self.kept.shape != shape or self.kept.dtype != padded.dtype:
-                self.kept = xp.empty(shape, padded.dtype)
-            cols_t = self.kept[:, s.start * ho * wo:s.stop * ho * wo]
+            cols_t = self.kept[:, s.start * ho * wo:s.stop * ho * wo]  # (the forward sized it, before the pool)
             if build:
                 for i, j, r, cc in offsets(k, self.stride, self.hw):
                     cols_t[i * k + j].reshape(b, ho, wo)[...] = padded[:, r, cc, 0]
@@ -117,6 +114,10 @@ class Conv2d(conv.Conv2d):
         if "b" in self.params:
             w_t = xp.concatenate([w_t, self.params["b"][None]])               # the bias, as one more row
         out = xp.empty((n, *self.hw, len(W)), x.dtype)
+        if c == 1:  # the whole batch's patch matrix, sized here: workers that each found it missing would each
+            shape = (len(w_t), n * self.hw[0] * self.hw[1])  # make their own, and keep only the last one's
+            if self.kept is None or self.kept.shape != shape or self.kept.dtype != x.dtype:
+                self.kept = xp.empty(shape, x.dtype)
 
         def block(worker, s):
             self.padded[s, p:p + h, p:p + w] = xt[s]  # kept for the backward

@@ -3,6 +3,7 @@ forward and backward: float64 to 1e-12 relative, float32 to float32 rounding; ca
 The reference layers themselves are checked against finite differences and autograd in test_cnn_layers.py."""
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -70,6 +71,24 @@ def test_conv2d(n, c_in, c_out, k, stride, padding, side, bias, dtype):
     for memory in (x, channels_last_memory(x)):
         run_both(fast, reference, memory, dtype)
     assert fast.backward(reference.forward(x) * 0, need_dx=False) is None
+
+
+def test_buffers_the_workers_share_are_made_before_they_start(monkeypatch):
+    """conv1's patch matrix is one array for the whole batch, each worker filling its blocks: were it made by the
+    first worker to miss it, two workers could each make one and the blocks of one would be lost. Slowed-down
+    allocations make that race certain here."""
+    rng = np.random.default_rng(7)
+    x, dout = rng.standard_normal((6, 1, 6, 6)), rng.standard_normal((6, 4, 6, 6))
+    fast, reference = (kind.Conv2d(1, 4, 3, padding=1, dtype=np.float64) for kind in (fast_conv, conv))
+    fast.load_state_dict(reference.state_dict())
+    expected = reference.forward(x), reference.backward(dout)
+    empty = np.empty
+    monkeypatch.setattr(np, "empty", lambda *a, **k: (time.sleep(0.05), empty(*a, **k))[1])
+    got = fast.forward(x), fast.backward(dout)
+    monkeypatch.setattr(np, "empty", empty)
+    for name, a, b in [("out", got[0], expected[0]), ("dx", got[1], expected[1]),
+                       ("dW", fast.grads["W"], reference.grads["W"])]:
+        assert_equal(name, a, b, np.float64)
 
 
 @pytest.mark.parametrize("k, stride, side", [(2, None, 6), (2, None, 7), (3, 2, 7), (3, 1, 4)])
