@@ -59,3 +59,12 @@ def progress_of(meta: dict, path) -> Progress:
         raise RunError(f"{path}: its recorded progress has {', '.join(f'{k}={record.get(k)!r}' for k in bad)}; the "
                        f"checkpoint is damaged: start the run again without --resume")
     return Progress(**{k: math.nan if v is None else v for k, v in record.items()})  # JSON's null is the NaN lr
+
+
+def schedule_position(value, args, name):
+    """A learning-rate schedule's position a checkpoint recorded, checked: a count of the updates (a schedule
+    stepped per batch) or epochs (per epoch) this run's flags make; ValueError, in one line, otherwise."""
+    limit = args.epochs * args.steps_per_epoch if args.schedule == "onecycle" else args.epochs
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise ValueError(f"{name}={value!r}, not a position of this run's schedule (0 to {limit})")
+    return value

@@ -6,7 +6,7 @@ automates: the forward pass, the loss gradient, backprop through every layer, an
 
 import numpy as np
 
-from common import cli
+from common import cli, resume
 from common.errors import RunError
 from common.flags import numpy_flags as add_flags
 from numpy_nn.losses import softmax_cross_entropy
@@ -111,7 +111,7 @@ class Trainer:
         self.load_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         self.opt.load_state_dict({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}, meta["optimizer"])
         self.at_epoch(meta["epoch"])
-        self.steps = meta.get("steps", 0)
+        self.steps = resume.schedule_position(meta.get("steps", 0), self.args, "steps")
         if self.per_batch:
             self.opt.lr = self.onecycle(self.steps)
         if meta["rng"] is not None and self.xp is np:

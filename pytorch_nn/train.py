@@ -6,7 +6,7 @@ pass (loss.backward()) and torch.optim the update, so the step is four lines.
 
 import torch
 
-from common import cli
+from common import cli, resume
 from common.errors import RunError
 from common.flags import pytorch_flags as add_flags
 from common.weights import check_match
@@ -131,6 +131,7 @@ class Trainer:
             for k, v in moments.items():                # kernel pairs elements by memory order, not by index
                 if v.shape == param.shape:
                     moments[k] = torch.empty_like(param).copy_(v)
+        resume.schedule_position(meta["scheduler"].get("last_epoch"), self.args, "the scheduler's last_epoch")
         self.sched.load_state_dict(meta["scheduler"])
         torch.set_rng_state(torch.from_numpy(arrays["rng.cpu"]))
         if "rng.cuda" in arrays and self.device.type == "cuda":

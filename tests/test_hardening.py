@@ -227,6 +227,9 @@ def test_a_damaged_stored_run_is_trained_again(tmp_path, capsys):
     (lambda meta: {**meta, "progress": {**meta["progress"], "step": -3}}, "its recorded progress has step=-3"),
     (lambda meta: {k: v for k, v in meta.items() if k != "progress"}, "its record lacks progress"),
     (lambda meta: {**meta, "trainer": {}}, "it is damaged: start the run again"),
+    (lambda meta: {**meta, "trainer": {**meta["trainer"], "steps": -3,
+                                       "scheduler": {**meta["trainer"].get("scheduler", {}), "last_epoch": -3}}},
+     "=-3, not a position of this run's schedule"),
 ])
 def test_a_checkpoint_whose_record_is_damaged(impl, damage, message, mnist_dir, tmp_path, monkeypatch, capsys):
     """Every value --resume reads from a checkpoint is checked: the progress it records, the trainer's state."""
