@@ -50,6 +50,11 @@ def offsets(k, stride, out_hw):
             yield i, j, slice(i, i + stride * (ho - 1) + 1, stride), slice(j, j + stride * (wo - 1) + 1, stride)
 
 
+def reused(make, buf, shape, dtype):
+    """buf when it has this shape and dtype (kept from the last step), else make(shape, dtype)."""
+    return buf if buf is not None and buf.shape == shape and buf.dtype == dtype else make(shape, dtype)
+
+
 def channels_last(x):
     """(N, C, H, W) -> the (N, H, W, C) view of the same memory (contiguous when the layers made it)."""
     return x.transpose(0, 2, 3, 1)
@@ -62,9 +67,9 @@ def nchw(x):
 
 class Conv2d(conv.Conv2d):
     """numpy_nn.conv.Conv2d, channels-last inside, block by block on the thread pool: each block's patch
-    matrix built in its worker's buffer (by patch, or by offset for one channel) and multiplied while in
-    cache; the backward builds it again rather than keep the whole batch's, and adds the patches' gradient
-    back by kernel offset."""
+    matrix built in its worker's buffer (by patch) and multiplied while in cache, and built again by the
+    backward; for one input channel built by offset into one matrix for the batch, which the backward reads
+    back. The backward adds the patches' gradient back by kernel offset."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -90,7 +95,7 @@ class Conv2d(conv.Conv2d):
         rows, width = b * ho * wo, k * k * c + bias
         if c == 1:  # by kernel offset: k*k copies of whole shifted images, each one contiguous row of the matrix
             # kept transposed in memory, (width, N*Ho*Wo), as BLAS takes it too; kept for the backward, where
-            # building it again cost more than its product (conv1: 8.7 -> 7.5 ms forward and backward)
+            # building it again cost more than its product (conv1: 8.7 -> 7.3 ms forward and backward)
             cols_t = self.kept[:, s.start * ho * wo:s.stop * ho * wo]  # (the forward sized it, before the pool)
             if build:
                 for i, j, r, cc in offsets(k, self.stride, self.hw):
@@ -108,16 +113,14 @@ class Conv2d(conv.Conv2d):
     def forward(self, x):
         xp, (n, c, h, w), W, p = self.xp, x.shape, self.params["W"], self.padding
         self.x_shape, self.hw = x.shape, self.out_hw(h, w)
-        if self.padded is None or self.padded.shape != (n, h + 2 * p, w + 2 * p, c) or self.padded.dtype != x.dtype:
-            self.padded = xp.zeros((n, h + 2 * p, w + 2 * p, c), x.dtype)  # the border stays zero
+        self.padded = reused(xp.zeros, self.padded, (n, h + 2 * p, w + 2 * p, c), x.dtype)  # its border stays 0
         xt, w_t = channels_last(x), self.matrix(W).T                           # (k*k*C, C_out)
         if "b" in self.params:
             w_t = xp.concatenate([w_t, self.params["b"][None]])               # the bias, as one more row
         out = xp.empty((n, *self.hw, len(W)), x.dtype)
         if c == 1:  # the whole batch's patch matrix, sized here: workers that each found it missing would each
-            shape = (len(w_t), n * self.hw[0] * self.hw[1])  # make their own, and keep only the last one's
-            if self.kept is None or self.kept.shape != shape or self.kept.dtype != x.dtype:
-                self.kept = xp.empty(shape, x.dtype)
+            # make their own, and keep only the last one's
+            self.kept = reused(xp.empty, self.kept, (len(w_t), n * self.hw[0] * self.hw[1]), x.dtype)
 
         def block(worker, s):
             self.padded[s, p:p + h, p:p + w] = xt[s]  # kept for the backward
@@ -131,7 +134,7 @@ class Conv2d(conv.Conv2d):
         (n, c, h, w), c_out, d4 = self.x_shape, len(W), channels_last(dout)
         dx = xp.empty(self.padded.shape, dout.dtype) if need_dx else None
         taps = [(rows, cols, xp.ascontiguousarray(W[:, :, i, j]))
-                for i, j, rows, cols in offsets(k, self.stride, self.hw)]
+                for i, j, rows, cols in offsets(k, self.stride, self.hw)] if need_dx else []
 
         def block(worker, s):
             d = d4[s].reshape(-1, c_out)                          # (rows, C_out)

@@ -148,7 +148,6 @@ def make_optimizer(args, model):
     params, grads = {"all": model.flat_params}, {"all": model.flat_grads}
     if args.optimizer == "sgd":
         return SGD(params, grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
-    betas = tuple(args.betas)
     if args.optimizer == "adam":
-        return Adam(params, grads, args.lr, betas, weight_decay=args.weight_decay)
-    return AdamW(params, grads, args.lr, betas, weight_decay=args.weight_decay)
+        return Adam(params, grads, args.lr, args.betas, weight_decay=args.weight_decay)
+    return AdamW(params, grads, args.lr, args.betas, weight_decay=args.weight_decay)

@@ -11,10 +11,9 @@ def make_optimizer(args, params):
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, args.lr, momentum=args.momentum, nesterov=args.nesterov,
                                weight_decay=args.weight_decay, **fused)
-    betas = tuple(args.betas)
     if args.optimizer == "adam":
-        return torch.optim.Adam(params, args.lr, betas, weight_decay=args.weight_decay, **fused)
-    return torch.optim.AdamW(params, args.lr, betas, weight_decay=args.weight_decay, **fused)
+        return torch.optim.Adam(params, args.lr, args.betas, weight_decay=args.weight_decay, **fused)
+    return torch.optim.AdamW(params, args.lr, args.betas, weight_decay=args.weight_decay, **fused)
 
 
 def make_scheduler(args, optimizer):
