@@ -18,14 +18,14 @@ from epoch_bench import trainer_args
 
 import numpy_nn.train
 import pytorch_nn.train
-from comparison import layers
+from comparison import layers as layers_report
 
 
 def profile(impl, batch_size, steps, data, opts):
     args = trainer_args(opts.model_argv, batch_size)
     args.steps_per_epoch = loop.batches_per_epoch(len(data.x_train), args)  # (data was loaded once, for every size)
     args.epochs = max(args.epochs, -(-(steps + 20) // args.steps_per_epoch))  # a per-batch schedule covers the steps
-    return layers.profile((numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args), data, args, steps)
+    return layers_report.profile((numpy_nn.train if impl == "numpy" else pytorch_nn.train).Trainer(args), data, args, steps)
 
 
 def main(argv=None):
@@ -51,6 +51,7 @@ def main(argv=None):
         print(f"{'sum':22s} {sum(v for k, v in results['numpy'][0].items() if k in phases):10.1f} "
               f"{sum(v for k, v in results['pytorch'][0].items() if k in phases):11.1f}")
         layers = dict.fromkeys(k.split(" ", 1)[1] for k in results["numpy"][1])
+        results["pytorch"] = (results["pytorch"][0], layers_report.aligned(results["pytorch"][1], layers))
         print(f"\n{'per layer':22s} {'numpy_nn fwd':>12s} {'bwd':>8s} {'pytorch_nn fwd':>15s} {'bwd':>8s}")
         for name in layers:
             cells = [results[i][1].get(f"{d} {name}") for i in ("numpy", "pytorch") for d in ("forward", "backward")]

@@ -83,6 +83,18 @@ def profile(trainer, data, args, steps, warmup=20):
             {k: statistics.median(v) * 1e6 for k, v in per_layer.items()})
 
 
+def aligned(per_layer: dict, names) -> dict:
+    """One twin's per-layer medians under the other's layer names: where numpy_nn's fast kernels do two layers in
+    one pass ("pool1+conv1_relu"), pytorch_nn's two (pool1, conv1_relu) are added up into that row."""
+    out = dict(per_layer)
+    for name in (n for n in names if "+" in n):
+        for d in ("forward", "backward"):
+            parts = [f"{d} {part}" for part in name.split("+")]
+            if all(p in out for p in parts):
+                out[f"{d} {name}"] = sum(out.pop(p) for p in parts)
+    return out
+
+
 def layers_job(argv: list[str], steps: int) -> pd.DataFrame:
     """Both twins on the compared network (seed 1, the CPU): milliseconds per step, per layer, forward and
     backward, then the loss and the optimizer step; run in a worker process."""
@@ -90,10 +102,12 @@ def layers_job(argv: list[str], steps: int) -> pd.DataFrame:
     from comparison.runs import parse_run_args, trainer_module
     args = parse_run_args(None, "cpu", [*argv, "--seed", "1"])
     cli.threadpool_limits(args.threads)
-    data, rows = cli.load_data(args), []
+    data, rows, names = cli.load_data(args), [], []
     for impl in ("numpy", "pytorch"):
         phases, per_layer = profile(trainer_module(impl).Trainer(args), data, args, steps, warmup=min(20, steps))
-        for name in dict.fromkeys(k.split(" ", 1)[1] for k in per_layer):
+        per_layer = aligned(per_layer, names)
+        names = list(dict.fromkeys(k.split(" ", 1)[1] for k in per_layer))
+        for name in names:
             rows.append({"implementation": impl, "layer": name, "forward_ms": per_layer.get(f"forward {name}", 0) / 1e3,
                          "backward_ms": per_layer.get(f"backward {name}", 0) / 1e3})
         rows += [{"implementation": impl, "layer": phase, "forward_ms": phases[phase] / 1e3, "backward_ms": 0.0}

@@ -27,6 +27,8 @@ Each trick, and what it bought as measured on 2 cores (the commit that made it s
 - Separable max pooling: the maximum over each window's columns, then over its rows, with the first winner
   kept at each stage; its backward routes tap 0's share by one subtraction instead of a comparison and a
   product, and skips zero-filling when the windows tile the input.
+- The ReLU after a pooling done in the pooling's blocks (FUSED; the model names the layer "pool1+conv1_relu"):
+  no pass of its own over the pooled map, nor hand-off to the pool of threads.
 """
 import numpy as np
 
@@ -169,7 +171,13 @@ class MaxPool2d(conv.MaxPool2d):
     """numpy_nn.conv.MaxPool2d, separably: first the maximum over each window's k columns for every row, then
     over its k rows. The first maximum in row-major order lies in the first row that holds the maximum, at
     that row's first maximum, so tracking the first winner in each stage routes the gradient exactly as torch
-    does. Channels-last inside, each stage reads rows of C contiguous numbers."""
+    does. Channels-last inside, each stage reads rows of C contiguous numbers. relu: then a ReLU on each block
+    while it is in cache (max(x, 0); its backward passes the gradient where the output is positive, as the
+    reference ReLU's mask x > 0 does)."""
+
+    def __init__(self, kernel_size, stride=None, relu=False):
+        super().__init__(kernel_size, stride)
+        self.relu = relu
 
     def n_out(self, size):
         return (size - self.k) // self.stride + 1
@@ -190,7 +198,10 @@ class MaxPool2d(conv.MaxPool2d):
             rows = xp.empty((len(xt[s]), h, wo, c), x.dtype)                             # (block, H, Wo, C)
             first_max(xp, [xt[s, :, t] for t in across], rows, self.cols_max[s])
             first_max(xp, [rows[:, t] for t in down], out[s], self.rows_max[s])
+            if self.relu:
+                xp.maximum(out[s], 0, out=out[s])
         parallel(block, blocks(n, 2 * xt[0].nbytes, xp))  # reads an image, writes half of one and a byte each
+        self.out = out if self.relu else None  # (N, Ho, Wo, C): where it is positive, the ReLU's gradient passes
         return nchw(out)
 
     def backward(self, dout):
@@ -206,7 +217,8 @@ class MaxPool2d(conv.MaxPool2d):
 
         def block(worker, s):
             drows = blank((len(dx[s]), h, dt.shape[2], c), dout.dtype)                   # (block, H, Wo, C)
-            self.route(xp, dt[s], self.rows_max[s], down, drows, overlapping)
+            d = dt[s] * (self.out[s] > 0) if self.relu else dt[s]
+            self.route(xp, d, self.rows_max[s], down, drows, overlapping)
             self.route(xp, drows, self.cols_max[s], across, dx[s], overlapping)
         parallel(block, blocks(len(dx), 2 * dx[0].nbytes, xp))
         return nchw(dx)
@@ -226,3 +238,6 @@ class MaxPool2d(conv.MaxPool2d):
             xp.multiply(d, winner == t, out=out[where])
             xp.subtract(d if t == 1 else first, out[where], out=first)
 
+
+
+FUSED = {"relu": lambda k: MaxPool2d(k, relu=True)}  # activation -> the pooling that applies it too

@@ -136,9 +136,12 @@ class CNN(Sequential):
             if batch_norm:
                 layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
-            # and the activation then touches a quarter of the values
-            layers[f"pool{i}"] = convs.MaxPool2d(2)
-            layers[f"conv{i}_{activation}"] = units.ACTIVATIONS[activation]()
+            # and the activation then touches a quarter of the values; the fast kernels do both in one pass
+            if activation in getattr(convs, "FUSED", {}):
+                layers[f"pool{i}+conv{i}_{activation}"] = convs.FUSED[activation](2)
+            else:
+                layers[f"pool{i}"] = convs.MaxPool2d(2)
+                layers[f"conv{i}_{activation}"] = units.ACTIVATIONS[activation]()
             c_in = c
         layers["flatten"] = Flatten()
         n_features = c_in * feature_side(channels, kernel_size) ** 2

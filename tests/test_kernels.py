@@ -104,6 +104,35 @@ def test_max_pool(k, stride, side, dtype):
         run_both(fast_conv.MaxPool2d(k, stride), conv.MaxPool2d(k, stride), memory, dtype)
 
 
+class Chain:
+    """Reference layers one after another, as one layer."""
+
+    def __init__(self, *layers):
+        self.layers = layers
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+
+@pytest.mark.parametrize("k, stride, side", [(2, None, 6), (2, None, 7), (3, 1, 4)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_with_relu(k, stride, side, dtype):
+    """The fast pooling that applies the ReLU after it (the fast CNN's "pool1+conv1_relu") equals the reference
+    pooling then the reference ReLU: windows whose maximum is negative, zero (with ties) and positive."""
+    x = np.random.default_rng(side).standard_normal((2, 3, side, side)).astype(dtype)
+    x[0, 0], x[1, 1, :2, :2] = 0.0, -1.0
+    for memory in (x, channels_last_memory(x)):
+        run_both(fast_conv.FUSED["relu"](k) if stride is None else fast_conv.MaxPool2d(k, stride, relu=True),
+                 Chain(conv.MaxPool2d(k, stride), layers.ReLU()), memory, dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_relu(dtype):
     """A CNN's ReLU: zeros, negative zeros and positives, either memory layout, bit for bit."""
