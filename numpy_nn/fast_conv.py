@@ -9,26 +9,24 @@ Each trick, and what it bought as measured on 2 cores (the commit that made it s
   beat N*Ho*Wo copies of k*k pixels (conv1's forward); each offset's copy is one contiguous row of the matrix
   kept transposed in memory, which the products take as BLAS's transposed operand: conv1's forward of the
   cnn-fast network (24 channels of 5x5, batch 256) 24.0 -> 6.6 ms, its whole step 86 -> 68 ms (phases.py).
-  That matrix is kept for the backward (21 MB there), where building it again cost more than its product:
-  conv1 8.7 -> 7.3 ms forward and backward. With more channels, building it again costs what keeping it does.
+  Kept for the backward (21 MB there), where building it again cost more than its product: conv1 8.7 -> 7.3 ms.
 - Blocks of images on a pool of threads (numpy_nn/threads.py): each worker builds a block's patch matrix in
   its own buffer and multiplies it while it is in cache, on one BLAS thread; the backward builds it again
   rather than keep the whole batch's. NumPy's copies and sums run on one core otherwise, and OpenBLAS
   parallelizes a skinny product (32 output channels) poorly: cnn-fast step 64 -> 53 ms, then 4 MiB blocks
-  rather than 1 MiB (fewer calls into NumPy, larger products) -> 50 ms. A CNN's ReLUs and dense layers go
-  on the pool too (numpy_nn/fast_layers.py).
+  rather than 1 MiB (fewer calls into NumPy, larger products) -> 50 ms. Also a CNN's ReLUs and dense layers.
 - The bias as a last column of ones in the patch matrix: the forward's product adds it, the backward's sums
   it, no pass of its own (which cost a third of conv1's product): conv1 4.7 + 6.0 -> 4.1 + 4.6 ms.
-- col2im by kernel offset: dx is k*k products dout @ W[:, :, i, j] added onto the shifted input pixels, rows
-  of Wo*C contiguous numbers, never the whole (N*Ho*Wo, k*k*C) patch-gradient matrix. Probed, no faster:
-  one product for every offset then added back C numbers at a time; dx as the convolution of dout padded by
-  k-1-p with the kernel turned half a turn (one product, but one more patch matrix).
+- dx gathered, not scattered: the correlation of dout (spread out by the stride, padded by k-1) with the kernel
+  turned half a turn; each block builds dout's patches in its worker's buffer, one product gives dx, nothing
+  to add up or zero. col2im before (k*k products dout @ W[:, :, i, j] added onto shifted pixels): cnn-fast's
+  whole step 52.6 -> 50.3 ms (interleaved, Intel Xeon), the cnn preset's unchanged (78.2 / 78.8 ms).
 - dW as patches.T @ dout rather than dout.T @ patches: OpenBLAS runs that shape 8-30 % faster here.
 - Separable max pooling: the maximum over each window's columns, then over its rows, with the first winner
   kept at each stage; its backward routes tap 0's share by one subtraction instead of a comparison and a
   product, and skips zero-filling when the windows tile the input.
 - The ReLU after a pooling done in the pooling's blocks (FUSED; the model names the layer "pool1+conv1_relu"):
-  no pass of its own over the pooled map, nor hand-off to the pool of threads.
+  no pass of its own, no hand-off: whole step 52.1 -> 50.3 ms (cnn-fast), 78.6 -> 75.7 ms (cnn preset).
 """
 import numpy as np
 
@@ -76,6 +74,7 @@ class Conv2d(conv.Conv2d):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.padded, self.scratch, self.kept = None, {}, None  # padded input, workers' patches, one channel's
+        self.spread = None  # dout spread out and padded, for dx
 
     def out_hw(self, h, w):
         return tuple((s + 2 * self.padding - self.k) // self.stride + 1 for s in (h, w))
@@ -84,10 +83,16 @@ class Conv2d(conv.Conv2d):
         """(C_out, C, k, k) -> (C_out, k*k*C): the kernel in the patches' channels-last order."""
         return W.transpose(0, 2, 3, 1).reshape(len(W), -1)
 
-    def image_bytes(self):
-        """A block's working set per image: its patch matrix and its output (or output gradient)."""
-        per_pixel = self.k * self.k * self.padded.shape[3] + len(self.params["W"])
+    def image_bytes(self, channels=None):
+        """A block's working set per image: its patch matrix (of the input's channels) and its output."""
+        per_pixel = self.k * self.k * (channels or self.padded.shape[3]) + len(self.params["W"])
         return self.hw[0] * self.hw[1] * per_pixel * self.padded.itemsize
+
+    def buffer(self, key, size, dtype):
+        """A worker's scratch buffer of `size` numbers, kept from step to step (grown when too small)."""
+        if (buf := self.scratch.get(key)) is None or buf.size < size or buf.dtype != dtype:
+            buf = self.scratch[key] = self.xp.empty(size, dtype)
+        return buf[:size]
 
     def im2col(self, worker, s, build=True):
         """(len(s) * Ho*Wo, k*k*C [+ 1]): the patches of images s, and with a bias a last column of ones (the
@@ -104,10 +109,7 @@ class Conv2d(conv.Conv2d):
                     cols_t[i * k + j].reshape(b, ho, wo)[...] = padded[:, r, cc, 0]
                 cols_t[k * k:] = 1
             return cols_t.T
-        buf = self.scratch.get(worker)  # by patch, in the worker's buffer: each copies k rows of k*C numbers
-        if buf is None or buf.size < rows * width or buf.dtype != padded.dtype:
-            buf = self.scratch[worker] = xp.empty(rows * width, padded.dtype)
-        cols = buf[:rows * width].reshape(rows, width)
+        cols = self.buffer(worker, rows * width, padded.dtype).reshape(rows, width)  # by patch: k rows of k*C
         cols[:, :k * k * c].reshape(b, ho, wo, k, k, c)[...] = window_view(xp, padded, k, self.stride, self.hw)
         cols[:, k * k * c:] = 1
         return cols
@@ -132,25 +134,30 @@ class Conv2d(conv.Conv2d):
 
     def backward(self, dout, need_dx=True):
         """dout: (N, C_out, Ho, Wo) -> dx: (N, C, H, W); dW and db assigned."""
-        xp, W, p, k = self.xp, self.params["W"], self.padding, self.k
-        (n, c, h, w), c_out, d4 = self.x_shape, len(W), channels_last(dout)
-        dx = xp.empty(self.padded.shape, dout.dtype) if need_dx else None
-        taps = [(rows, cols, xp.ascontiguousarray(W[:, :, i, j]))
-                for i, j, rows, cols in offsets(k, self.stride, self.hw)] if need_dx else []
+        xp, W, p, k, st = self.xp, self.params["W"], self.padding, self.k, self.stride
+        (n, c, h, w), c_out, d4, (ho, wo) = self.x_shape, len(W), channels_last(dout), self.hw
+        if need_dx:  # dout spread out by the stride and padded by k-1, in a buffer whose zeros stay: dx[y, x] is
+            # the sum over (i, j) of spread[y + p + i, x + p + j] @ turned[i, j], turned[i, j] = W[:, :, k-1-i, k-1-j]
+            spread_hw = [max(p + s + k - 1, (o - 1) * st + 2 * k - 1) for s, o in ((h, ho), (w, wo))]
+            self.spread = reused(xp.zeros, self.spread, (n, *spread_hw, c_out), dout.dtype)
+            turned = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(k * k * c_out, c)  # rows (i, j, C_out)
+            dx = xp.empty((n, h, w, c), dout.dtype)
 
         def block(worker, s):
             d = d4[s].reshape(-1, c_out)                          # (rows, C_out)
-            if need_dx:  # col2im by kernel offset: the patches' gradient at offset (i, j), d @ W[:, :, i, j], added
-                dx[s] = 0  # onto the pixels that offset read, rows of Wo*C contiguous numbers
-                for rows, cols_, w_ij in taps:
-                    dx[s, rows, cols_] += (d @ w_ij).reshape(-1, *self.hw, c)
+            if need_dx:
+                spread, rows = self.spread[s], (s.stop - s.start) * h * w
+                spread[:, k - 1:k + (ho - 1) * st:st, k - 1:k + (wo - 1) * st:st] = d4[s]
+                cols = self.buffer((worker, "dx"), rows * k * k * c_out, dout.dtype).reshape(rows, -1)
+                cols.reshape(-1, h, w, k, k, c_out)[...] = window_view(xp, spread[:, p:, p:], k, 1, (h, w))
+                xp.matmul(cols, turned, out=dx[s].reshape(rows, c))
             # this block's dW (and db, its last row), transposed: BLAS runs this shape 8-30 % faster here
             return self.im2col(worker, s, build=False).T @ d
-        sums = total(block, blocks(n, self.image_bytes(), xp))  # (k*k*C [+ 1], C_out)
+        sums = total(block, blocks(n, self.image_bytes(c_out if need_dx else None), xp))  # (k*k*C [+ 1], C_out)
         self.grads["W"][...] = nchw(sums[:k * k * c].T.reshape(c_out, k, k, c))
         if "b" in self.grads:
             self.grads["b"][...] = sums[-1]
-        return nchw(dx[:, p:p + h, p:p + w]) if need_dx else None
+        return nchw(dx) if need_dx else None
 
 
 def first_max(xp, views, out, idx):

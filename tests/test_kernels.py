@@ -59,6 +59,7 @@ DTYPES = [np.float64, np.float32]
     (1, 2, 3, 5, 1, 2, 5),   # a batch of 1, a kernel as large as the image
     (3, 1, 2, 2, 2, 1, 5),   # one input channel (im2col by offset), an even kernel, stride and padding
     (4, 1, 8, 3, 1, 1, 28),  # conv1 of the CNN
+    (2, 3, 2, 3, 2, 1, 6),   # stride 2 with padding: dout spread out by the stride for dx
 ])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
