@@ -2,9 +2,17 @@
 from __future__ import annotations
 
 
-def conv_side(side: int, kernel_size: int) -> int:
-    """A convolution's output side: padded by k // 2 on each edge, stride 1 (28 -> 28 for odd k)."""
-    return side + 2 * (kernel_size // 2) - kernel_size + 1
+PADDINGS = ("same", "valid")  # --padding: k // 2 on each edge (28 -> 28 for odd k), or none (28 -> 28 - k + 1)
+
+
+def pad(kernel_size: int, padding: str = "same") -> int:
+    """The pixels a convolution pads each edge with."""
+    return kernel_size // 2 if padding == "same" else 0
+
+
+def conv_side(side: int, kernel_size: int, padding: str = "same") -> int:
+    """A convolution's output side, stride 1."""
+    return side + 2 * pad(kernel_size, padding) - kernel_size + 1
 
 
 def per_block(kernel_size, channels) -> tuple:
@@ -20,11 +28,11 @@ def per_block(kernel_size, channels) -> tuple:
     return sizes
 
 
-def feature_side(channels, kernel_size, side=28) -> int:
-    """The feature maps' side after the convolution blocks: each pads by k // 2, each 2 x 2 pooling halves,
-    flooring (28 -> 14 -> 7 -> 3)."""
+def feature_side(channels, kernel_size, padding="same", side=28) -> int:
+    """The feature maps' side after the convolution blocks: each 2 x 2 pooling halves, flooring (28 -> 14 -> 7 -> 3
+    with "same" padding; 28 -> 24 -> 12 -> 10 -> 5 for 5x5 and 3x3 kernels with "valid")."""
     for k in per_block(kernel_size, channels):
-        side = conv_side(side, k) // 2
+        side = conv_side(side, k, padding) // 2
     return side
 
 
@@ -35,7 +43,7 @@ def train_flops_per_sample(args) -> int:
     macs, side, c_in, n_in = [], 28, 1, 784
     if args.model == "cnn":
         for c, k in zip(args.channels, per_block(args.kernel_size, args.channels)):
-            out = conv_side(side, k)
+            out = conv_side(side, k, args.padding)
             macs.append(out * out * c * c_in * k ** 2)
             side, c_in = out // 2, c
         n_in = c_in * side * side
@@ -50,7 +58,7 @@ def n_params(args) -> int:
     if args.model == "cnn":
         for c, k in zip(args.channels, per_block(args.kernel_size, args.channels)):
             n += c * c_in * k ** 2 + (2 * c if args.batch_norm else c)
-            side, c_in = conv_side(side, k) // 2, c
+            side, c_in = conv_side(side, k, args.padding) // 2, c
         n_in = c_in * side * side
     sizes = [n_in, *args.hidden, 10]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -75,6 +83,7 @@ def describe(args) -> str:
     dense = "-".join(map(str, [*args.hidden, 10]))
     if args.model == "cnn":
         kernels = ",".join(f"{k}x{k}" for k in per_block(args.kernel_size, args.channels))
-        return (f"CNN: {kernels} convolutions of {','.join(map(str, args.channels))} channels{norm}, 2x2 max "
+        valid = ", unpadded" if args.padding == "valid" else ""
+        return (f"CNN: {kernels} convolutions{valid} of {','.join(map(str, args.channels))} channels{norm}, 2x2 max "
                 f"pooling, {args.activation}; dense {dense}")
     return f"MLP 784-{dense}, {args.activation}{norm}"

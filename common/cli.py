@@ -16,7 +16,7 @@ from common import architecture, machine, resume, weights
 from common.errors import Diverged, RunError
 from common.files import check_folder, write_json
 from common.flags import explicit, make_parser, parse_args
-from common.records import ENVIRONMENT, adopt
+from common.records import ADDED, ENVIRONMENT, adopt
 from common.loop import Progress, batches_per_epoch, evaluate, fit
 from data_loader import DataError
 
@@ -66,7 +66,7 @@ def prepare(parser, args, given, name):
     checkpoint = None
     if args.resume:
         checkpoint = resume.read(args.resume, name)
-        recorded = {k: v for k, v in checkpoint[1]["config"].items() if k not in ("resume", "out")}
+        recorded = {**ADDED, **{k: v for k, v in checkpoint[1]["config"].items() if k not in ("resume", "out")}}
         # every recorded flag comes back (the same --threads too: BLAS sums in another order with more);
         # the environment's flags may be given anew, any other only with the value it had
         adopt(parser, recorded, args, given - set(ENVIRONMENT), recorded.keys() - (given & set(ENVIRONMENT)),

@@ -9,13 +9,13 @@ import math
 from pathlib import Path
 
 import data_loader
-from common.architecture import feature_side, per_block
+from common.architecture import PADDINGS, feature_side, per_block
 from common.machine import default_threads
 from common.presets import DEFAULT, PRESETS
 
 # What --model cnn means when no flag or preset says otherwise; --hidden's default depends on the model.
 CNN_DEFAULTS = dict(channels=(32, 64), kernel_size=(3,), hidden=(128,))
-ONLY_FOR = {"channels": "cnn", "kernel_size": "cnn", "input_dropout": "mlp"}  # flags that fit one model
+ONLY_FOR = {"channels": "cnn", "kernel_size": "cnn", "padding": "cnn", "input_dropout": "mlp"}  # flags that fit one model
 
 
 def number(kind, low=None, high=None, low_open=False, high_open=False):
@@ -101,7 +101,10 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--channels", type=sizes, help="cnn: output channels of each block (k x k convolution, batch norm "
                                                   "with --batch-norm, activation, 2x2 max pooling) (default: 32,64)")
     p.add_argument("--kernel-size", type=sizes, help="cnn: convolution kernel side, one for every block or one per "
-                                                     "block (e.g. 5,3), padded by k // 2 (default: 3)")
+                                                     "block (e.g. 5,3) (default: 3)")
+    p.add_argument("--padding", choices=PADDINGS, default="same",
+                   help="cnn: same pads each convolution's input by k // 2 (28x28 stays 28x28), valid not at all "
+                        "(28x28 -> 24x24 for 5x5) (default: %(default)s)")
     p.add_argument("--batch-norm", action="store_true",
                    help="batch normalization after each convolution and hidden fully connected layer")
     p.add_argument("--hidden", type=sizes, help="hidden fully connected layer sizes (default: 128,64 for mlp, "
@@ -177,9 +180,10 @@ def check_blocks(args) -> None:
     """A CNN's kernel sizes as one per block (args.kernel_size set so); ValueError, in one line, for sizes that do
     not fit the blocks or blocks whose poolings leave no pixel. The command line and a file's record both pass here."""
     args.kernel_size = per_block(args.kernel_size, args.channels)
-    if feature_side(args.channels, args.kernel_size) < 1:
-        raise ValueError(f"--channels {show(args.channels)} with --kernel-size {show(args.kernel_size)}: "
-                         f"{len(args.channels)} poolings leave no pixel of a 28x28 image; use fewer blocks")
+    if feature_side(args.channels, args.kernel_size, args.padding) < 1:
+        raise ValueError(f"--channels {show(args.channels)} with --kernel-size {show(args.kernel_size)} and --padding "
+                         f"{args.padding}: {len(args.channels)} poolings leave no pixel of a 28x28 image; use fewer "
+                         f"blocks{' or --padding same' if args.padding == 'valid' else ''}")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:

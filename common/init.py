@@ -36,7 +36,7 @@ def batch_norm_state(name: str, channels: int, dtype) -> dict:
 
 
 def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, init="he", dtype=np.float32,
-                    n_in=784, n_out=10) -> dict:
+                    n_in=784, n_out=10, padding="same") -> dict:
     """The state_dict a network starts from, drawn from rng layer by layer in forward order: the convolutions
     (channels, kernel_size one side for all or one per block; none for an MLP), then the fully connected layers. A layer that batch norm follows has no bias
     (its bias is still drawn, and dropped, so that the draws do not depend on --batch-norm)."""
@@ -47,7 +47,7 @@ def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, i
         state.update(batch_norm_state(f"conv{i}_bn", c, dtype) if batch_norm else {f"conv{i}.bias": b})
         c_in = c
     if channels:
-        n_in = c_in * feature_side(channels, kernel_size) ** 2
+        n_in = c_in * feature_side(channels, kernel_size, padding) ** 2
     sizes = [n_in, *hidden, n_out]
     for i, (a, b_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         W, b = init_weight(a, b_out, rng, init, dtype)
@@ -60,4 +60,4 @@ def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, i
 def for_flags(args) -> dict:
     """initial_weights() of the network these flags describe, drawn from --seed."""
     return initial_weights(np.random.default_rng(args.seed), args.hidden, args.channels or (), args.kernel_size or 3,
-                           args.batch_norm, args.init, np.dtype(args.dtype))
+                           args.batch_norm, args.init, np.dtype(args.dtype), padding=args.padding)

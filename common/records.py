@@ -9,6 +9,8 @@ from common.flags import check_blocks, show
 
 # Flags about where and how a run happens rather than what it computes: a resumed run may be given them anew.
 ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "out", "checkpoint_every", "evaluate", "save_model")
+# Flags added after files were written, with the value an older file's run had: its record lacks them.
+ADDED = {"padding": "same"}
 
 
 def recorded_value(parser: argparse.ArgumentParser, key: str, value, source):
@@ -43,7 +45,7 @@ def recorded_value(parser: argparse.ArgumentParser, key: str, value, source):
 def adopt(parser: argparse.ArgumentParser, recorded: dict, args, given: set, keys, source) -> None:
     """Take keys' values from a file's record into args, each checked as its flag would be; a key the record
     lacks, or a flag given with another value, is an error. Keys this parser does not know are left alone."""
-    known = {a.dest for a in parser._actions}
+    known, recorded = {a.dest for a in parser._actions}, {**ADDED, **recorded}
     for k in keys:
         if k not in known:
             continue

@@ -1,7 +1,7 @@
 """The networks as ordered lists of named layers: forward in order, backward in reverse."""
 import numpy as np
 
-from common.architecture import feature_side, per_block
+from common.architecture import feature_side, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
 from numpy_nn import conv, fast_conv, fast_layers, fast_norm, layers as plain, norm
@@ -128,11 +128,11 @@ class CNN(Sequential):
     per block), batch norm (if asked), 2 x 2 max pooling, activation -> flatten -> hidden layers -> 10."""
 
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
-                 batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast"):
+                 batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast", padding="same"):
         rng, mask_rng = generators(seed, xp)
         (convs, norms, units), layers, c_in = KERNELS[kernels], {}, 1
         for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
-            layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=k // 2, dtype=dtype, xp=xp, bias=not batch_norm)
+            layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=pad(k, padding), dtype=dtype, xp=xp, bias=not batch_norm)
             if batch_norm:
                 layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
@@ -144,11 +144,12 @@ class CNN(Sequential):
                 layers[f"conv{i}_{activation}"] = units.ACTIVATIONS[activation]()
             c_in = c
         layers["flatten"] = Flatten()
-        n_features = c_in * feature_side(channels, kernel_size) ** 2
+        n_features = c_in * feature_side(channels, kernel_size, padding) ** 2
         layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp,
                             kernels, units))  # (in a CNN, BLAS is on one thread: the fast units share the batch)
         super().__init__(layers)
-        self.load_state_dict(initial_weights(rng, hidden, channels, kernel_size, batch_norm, init, dtype, n_out=n_out))
+        self.load_state_dict(initial_weights(rng, hidden, channels, kernel_size, batch_norm, init, dtype, n_out=n_out,
+                                             padding=padding))
         self.mask_rng = mask_rng
 
 
@@ -157,6 +158,6 @@ def build(args, xp=np):
     dtype, kernels = np.dtype(args.dtype), getattr(args, "kernels", "fast")
     if args.model == "cnn":
         return CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm,
-                   args.init, args.seed, dtype, xp=xp, kernels=kernels)
+                   args.init, args.seed, dtype, xp=xp, kernels=kernels, padding=args.padding)
     return MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, dtype, xp=xp,
                input_dropout=args.input_dropout, batch_norm=args.batch_norm, kernels=kernels)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from common import init
-from common.architecture import feature_side, per_block
+from common.architecture import feature_side, pad, per_block
 from pytorch_nn.conv import Conv2d, MaxPool2d
 from pytorch_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
 from pytorch_nn.norm import BatchNorm1d, BatchNorm2d
@@ -37,17 +37,17 @@ class MLP(nn.Sequential):
 
 class CNN(nn.Sequential):
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
-                 batch_norm=False, n_out=10):
+                 batch_norm=False, n_out=10, padding="same"):
         layers, c_in = {}, 1
         for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
-            layers[f"conv{i}"] = Conv2d(c_in, c, k, padding=k // 2, bias=not batch_norm)
+            layers[f"conv{i}"] = Conv2d(c_in, c, k, padding=pad(k, padding), bias=not batch_norm)
             if batch_norm:
                 layers[f"conv{i}_bn"] = BatchNorm2d(c)
             layers[f"pool{i}"] = MaxPool2d(2)  # before the activation, as numpy_nn (see there)
             layers[f"conv{i}_{activation}"] = ACTIVATIONS[activation]()
             c_in = c
         layers["flatten"] = Flatten()
-        n_features = c_in * feature_side(channels, kernel_size) ** 2
+        n_features = c_in * feature_side(channels, kernel_size, padding) ** 2
         layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm))
         super().__init__(OrderedDict(layers))
 
@@ -61,7 +61,8 @@ def build(args):
     """The module for these flags, starting from common/init.py's initial weights for --seed, which numpy_nn
     loads too: one initializer for both twins, so that both runs start from the same point."""
     if args.model == "cnn":
-        model = CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm)
+        model = CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm,
+                    padding=args.padding)
     else:
         model = MLP(args.hidden, args.activation, args.dropout, input_dropout=args.input_dropout,
                     batch_norm=args.batch_norm)

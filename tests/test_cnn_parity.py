@@ -27,6 +27,18 @@ def test_cnn_step_by_step_parity(case, images64):
     assert int(weights["conv1_bn.num_batches_tracked"]) == args.epochs * 32
 
 
+def test_speedrun_shape_step_by_step_parity(images64):
+    """cnn-fast's network in small: unpadded 5x5 and 3x3 convolutions with biases and no batch norm (numpy_nn's
+    fast kernels pool and apply the ReLU in one layer), Adam with betas, onecycle stepped per batch."""
+    args = with_steps(make_args(["--model", "cnn", "--channels", "4,8", "--kernel-size", "5,3", "--padding", "valid",
+                                 "--hidden", "16", "--batch-size", "32", "--init", "torch", "--optimizer", "adam",
+                                 "--lr", "5e-3", "--betas", "0.7,0.9", "--schedule", "onecycle"]), images64)
+    numpy_run = losses_and_weights(numpy_nn.train.Trainer(args), images64, args)
+    assert "pool1+conv1_relu" in numpy_run[1].model.layers
+    weights = assert_lockstep("speedrun shape", numpy_run, losses_and_weights(pytorch_nn.train.Trainer(args), images64, args))
+    assert weights["fc1.weight"].shape == (16, 8 * 5 * 5) and "conv1.bias" in weights  # 28 -> 24 -> 12 -> 10 -> 5
+
+
 def test_cnn_cli_histories_agree(mnist_dir, tmp_path):
     assert_cli_histories_agree([*SMALL, "--limit-train", "1000", "--epochs", "2"], mnist_dir, tmp_path)
 

@@ -133,12 +133,27 @@ def with_record(path, folder, **changes):
     (dict(model="cnn", channels=None), "records --model cnn with --channels None"),
     (dict(model="cnn", channels=[4, 8], kernel_size=3), "its tensors contradict its own record"),
     (dict(hidden=[16]), "its tensors contradict its own record"),
+    (dict(padding="full"), "records --padding 'full', not one of same, valid"),
 ])
 def test_a_model_file_whose_record_is_wrong(impl, changes, message, model_file, mnist_dir, tmp_path, capsys):
     edited = with_record(model_file, tmp_path, **changes)
     assert run_train(TRAINERS[impl], ["--evaluate", str(edited)], mnist_dir)[0] == 1
     err = one_line_error(capsys)
     assert str(edited) in err and message in err, err
+
+
+def test_a_model_file_from_before_padding_was_recorded(mnist_dir, tmp_path, capsys):
+    """Files written before --padding existed lack it and held "same"-padded networks: read so. A "valid" CNN's
+    file with the flag dropped from its record then contradicts its own tensors (fc1 is smaller), in one line."""
+    out = tmp_path / "run"
+    argv = [*QUICK, "--epochs", "1", "--model", "cnn", "--channels", "2,4", "--kernel-size", "5,3", "--padding",
+            "valid", "--hidden", "8", "--save-model", "--out", str(out)]
+    assert run_train(numpy_nn.train, argv, mnist_dir)[0] == 0
+    assert run_train(pytorch_nn.train, ["--evaluate", str(out / "model.safetensors")], mnist_dir)[0] == 0
+    capsys.readouterr()
+    edited = with_record(out / "model.safetensors", tmp_path, padding=DROP)
+    assert run_train(numpy_nn.train, ["--evaluate", str(edited)], mnist_dir)[0] == 1
+    assert "its tensors contradict its own record" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("impl", TRAINERS)
