@@ -113,7 +113,7 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     images.plot_samples(next(data_loader.batches(data.x_train, data.y_train, 64, 1, 0)), tmp / "samples.png")
     images.plot_weights({name: r["weights"] for name, r in kept.items()}, tmp / "weights.png")
 
-    sections = [f"## Comparison ({args.seeds} seed{'s' * (args.seeds > 1)}, {args.epochs} epochs)\n",
+    sections = [f"## Comparison ({args.seeds} seed{'s' * (args.seeds > 1)}, {args.epochs} epoch{'s' * (args.epochs > 1)})\n",
                 *tables.comparison_markdown(table),
                 "![accuracy against training time](accuracy_vs_time.png)\n\n"
                 "![loss](loss.png)\n\n![accuracy](accuracy.png)\n\n![epoch time](epoch_time.png)\n\n"
