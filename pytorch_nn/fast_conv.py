@@ -1,7 +1,9 @@
 """numpy_nn/fast_conv.py, built in: torch picks fast convolution and pooling kernels itself (oneDNN on the CPU,
 cuDNN on a GPU: blocked layouts, fused passes, direct convolutions), tested by PyTorch against its own
 reference. One choice is left to the user, the memory format: channels_last is what numpy_nn's fast kernels
-do by hand, and oneDNN's fast path (1.4-1.5x faster here in the bare loop, benchmarks/epoch_bench.py)."""
+do by hand, and oneDNN's fast path (1.4-1.5x faster here in the bare loop, benchmarks/epoch_bench.py).
+numpy_nn's fast pooling also applies the ReLU after it ("pool1+conv1_relu"); torch runs the two as separate
+kernels in eager mode (torch.compile could fuse them), so the per-layer tables add its two rows into one."""
 import torch
 
 
