@@ -83,7 +83,7 @@ def describe(args) -> str:
     dense = "-".join(map(str, [*args.hidden, 10]))
     if args.model == "cnn":
         kernels = ",".join(f"{k}x{k}" for k in per_block(args.kernel_size, args.channels))
-        valid = ", unpadded" if args.padding == "valid" else ""
-        return (f"CNN: {kernels} convolutions{valid} of {','.join(map(str, args.channels))} channels{norm}, 2x2 max "
+        valid = "unpadded " if args.padding == "valid" else ""
+        return (f"CNN: {valid}{kernels} convolutions of {','.join(map(str, args.channels))} channels{norm}, 2x2 max "
                 f"pooling, {args.activation}; dense {dense}")
     return f"MLP 784-{dense}, {args.activation}{norm}"
