@@ -83,7 +83,7 @@ class Conv2d(conv.Conv2d):
         return W.transpose(0, 2, 3, 1).reshape(len(W), -1)
 
     def image_bytes(self, channels=None):
-        """A block's working set per image: its patch matrix (of the input's channels) and its output."""
+        """A block's working set per image: its patch matrix (of the input's channels, or dout's) and its output."""
         per_pixel = self.k * self.k * (channels or self.padded.shape[3]) + len(self.params["W"])
         return self.hw[0] * self.hw[1] * per_pixel * self.padded.itemsize
 
