@@ -83,6 +83,17 @@ def test_the_report_says_where_the_time_goes_and_what_precision_costs(quick):
     assert "## What precision costs" in report and "in float64 on this network" in report
 
 
+def test_the_fused_layers_line_up_with_torchs_two():
+    """numpy_nn's fast CNN pools and applies the ReLU in one layer ("pool1+conv1_relu"): pytorch_nn's two rows are
+    added up into that row, forward and backward, and its other layers are left as they are."""
+    from comparison.layers import aligned
+    torch_rows = {"forward pool1": 2.0, "backward pool1": 3.0, "forward conv1_relu": 0.5, "backward conv1_relu": 0.25,
+                  "forward conv1": 1.0}
+    assert aligned(torch_rows, ["conv1", "pool1+conv1_relu"]) == {
+        "forward conv1": 1.0, "forward pool1+conv1_relu": 2.5, "backward pool1+conv1_relu": 3.25}
+    assert aligned(torch_rows, ["conv1", "pool1", "conv1_relu"]) == torch_rows  # reference kernels: nothing fused
+
+
 def test_the_results_index_links_every_report(tmp_path):
     """results/README.md (as committed) links every report folder under results/; and the index is rebuilt from
     whatever reports a folder holds."""
