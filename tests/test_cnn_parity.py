@@ -1,10 +1,15 @@
 """The CNN twins are one network: batch norm on, dropout off, float64, step by step, through the CLIs,
-and by weight interchange with the batch-norm statistics included."""
+by weight interchange with the batch-norm statistics included; and numpy_nn's two sets of kernels through train.py."""
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import numpy_nn.train
 import pytorch_nn.train
+from conftest import ROOT
 from test_parity import assert_cli_histories_agree, assert_lockstep, losses_and_weights, make_args, with_steps
 
 SMALL = ["--model", "cnn", "--channels", "4,8", "--kernel-size", "3", "--hidden", "16", "--batch-norm",
@@ -62,3 +67,21 @@ def test_cnn_weight_interchange_with_batch_norm_statistics(images64):
         np.testing.assert_array_equal(predictions[0].argmax(1), predictions[1].argmax(1))
         np.testing.assert_allclose(predictions[0], predictions[1], rtol=0, atol=1e-12)
         np.testing.assert_allclose(predictions[0], source.predict(x), rtol=0, atol=1e-12)
+
+
+def test_train_py_reference_and_fast_kernels_agree_per_epoch(mnist_dir, tmp_path):
+    """The CLI: the same float64 CNN trained with --kernels reference and --kernels fast, epoch by epoch."""
+    histories = []
+    for kernels in ("reference", "fast"):
+        argv = ["--model", "cnn", "--channels", "4,8", "--hidden", "16", "--batch-norm", "--dropout", "0.2",
+                "--dtype", "float64", "--epochs", "2", "--batch-size", "64", "--limit-train", "512", "--val-size", "256",
+                "--kernels", kernels, "--quiet", "--data-dir", str(mnist_dir), "--out", str(tmp_path / kernels)]
+        proc = subprocess.run([sys.executable, "numpy_nn/train.py", *argv], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        histories.append((tmp_path / kernels / "history.json").read_text())
+    (ref, fast) = [json.loads(h) for h in histories]
+    assert ref["config"]["kernels"] == "reference" and fast["config"]["kernels"] == "fast"
+    for a, b in zip(ref["epochs"] + [ref], fast["epochs"] + [fast]):
+        for key in ("train_loss", "val_loss", "test_loss"):
+            if key in a:
+                assert abs(a[key] - b[key]) <= 1e-10 * abs(a[key]), (key, a[key], b[key])

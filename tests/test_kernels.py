@@ -1,14 +1,11 @@
 """Every fast kernel equals its reference layer (numpy_nn/fast_conv.py and fast_norm.py against conv.py and norm.py),
 forward and backward: float64 to 1e-12 relative, float32 to float32 rounding; cache blocks of any size.
 The reference layers themselves are checked against finite differences and autograd in test_cnn_layers.py."""
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from numpy_nn import conv, fast_conv, fast_layers, fast_norm, layers, norm, threads
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import CNN
@@ -195,22 +192,3 @@ def test_whole_cnn(batch_norm, dtype):
         m.backward(softmax_cross_entropy(z, y)[1])
     for name in models[1].grads:
         assert_equal(f"d {name}", models[0].grads[name], models[1].grads[name], dtype)
-
-
-def test_train_py_reference_and_fast_kernels_agree_per_epoch(mnist_dir, tmp_path):
-    """The CLI: the same float64 CNN trained with --kernels reference and --kernels fast, epoch by epoch."""
-    histories = []
-    for kernels in ("reference", "fast"):
-        argv = ["--model", "cnn", "--channels", "4,8", "--hidden", "16", "--batch-norm", "--dropout", "0.2",
-                "--dtype", "float64", "--epochs", "2", "--batch-size", "64", "--limit-train", "512", "--val-size", "256",
-                "--kernels", kernels, "--quiet", "--data-dir", str(mnist_dir), "--out", str(tmp_path / kernels)]
-        proc = subprocess.run([sys.executable, "numpy_nn/train.py", *argv], cwd=ROOT, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        histories.append((tmp_path / kernels / "history.json").read_text())
-    import json
-    (ref, fast) = [json.loads(h) for h in histories]
-    assert ref["config"]["kernels"] == "reference" and fast["config"]["kernels"] == "fast"
-    for a, b in zip(ref["epochs"] + [ref], fast["epochs"] + [fast]):
-        for key in ("train_loss", "val_loss", "test_loss"):
-            if key in a:
-                assert abs(a[key] - b[key]) <= 1e-10 * abs(a[key]), (key, a[key], b[key])
