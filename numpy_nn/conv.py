@@ -108,3 +108,6 @@ class MaxPool2d:
             rows, cols = offset_slices(*divmod(t, self.k), self.stride, ho, wo)
             dx[:, :, rows, cols] += dout * (self.argmax == t)  # += : overlapping windows may share a winner
         return dx
+
+
+FUSED = {}  # activation -> a pooling that applies it too: none here, each layer is its own (fast_conv.py fuses ReLU)

@@ -137,7 +137,7 @@ class CNN(Sequential):
                 layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
             # and the activation then touches a quarter of the values; the fast kernels do both in one pass
-            if activation in getattr(convs, "FUSED", {}):
+            if activation in convs.FUSED:
                 layers[f"pool{i}+conv{i}_{activation}"] = convs.FUSED[activation](2)
             else:
                 layers[f"pool{i}"] = convs.MaxPool2d(2)
