@@ -147,7 +147,7 @@ def numpy_flags(p: argparse.ArgumentParser, backend: bool = True) -> None:
                             "code (default: %(default)s)")
     p.add_argument("--kernels", choices=["fast", "reference"], default="fast",
                    help="numpy_nn's convolution, pooling and batch-norm layers: the fast kernels (numpy_nn/fast_conv.py, "
-                        "fast_norm.py) or the reference layers written to be read (conv.py, norm.py); the same "
+                        "fast_pool.py, fast_norm.py) or the reference layers written to be read (conv.py, norm.py); the same "
                         "numbers, the reference slower (default: %(default)s)")
 
 

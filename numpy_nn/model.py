@@ -4,12 +4,13 @@ import numpy as np
 from common.architecture import feature_side, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
-from numpy_nn import conv, fast_conv, fast_layers, fast_norm, layers as plain, norm
+from numpy_nn import conv, fast_conv, fast_layers, fast_norm, fast_pool, layers as plain, norm
 from numpy_nn.layers import Dropout, Flatten
 
-# --kernels: the layers a model is built from. reference: conv.py, norm.py and layers.py, written to be read;
-# fast: the same layers from fast_conv.py, fast_norm.py and (in a CNN) fast_layers.py, tested equal to them.
-KERNELS = {"reference": (conv, norm, plain), "fast": (fast_conv, fast_norm, fast_layers)}
+# --kernels: the layers a model is built from (convolutions, poolings, batch norms, the rest). reference: conv.py,
+# norm.py and layers.py, written to be read; fast: the same layers from fast_conv.py, fast_pool.py, fast_norm.py and
+# (in a CNN) fast_layers.py, tested equal to them.
+KERNELS = {"reference": (conv, conv, norm, plain), "fast": (fast_conv, fast_pool, fast_norm, fast_layers)}
 
 
 ALIGN = 16  # elements: each tensor in the flat buffers starts on a 64-byte boundary, as BLAS likes
@@ -90,7 +91,7 @@ def dense(sizes, activation, dropout, batch_norm, mask_rng, dtype, xp, kernels, 
     """Fully connected layers sizes[0] -> ... -> sizes[-1]; each hidden one followed by batch norm (if
     asked, and then no bias before it), the activation and dropout. Named fc1, fc1_bn, fc1_relu, fc1_drop,
     fc2, ... as in pytorch_nn. units: the module of Linear and the activations."""
-    layers, norms = {}, KERNELS[kernels][1]
+    layers, norms = {}, KERNELS[kernels][2]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         hidden = i < len(sizes) - 1
         layers[f"fc{i}"] = units.Linear(a, b, dtype=dtype, xp=xp, bias=not (hidden and batch_norm))
@@ -130,17 +131,19 @@ class CNN(Sequential):
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
                  batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast", padding="same"):
         rng, mask_rng = generators(seed, xp)
-        (convs, norms, units), layers, c_in = KERNELS[kernels], {}, 1
+        (convs, pools, norms, units), layers, c_in = KERNELS[kernels], {}, 1
         for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
             layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=pad(k, padding), dtype=dtype, xp=xp, bias=not batch_norm)
+            if kernels == "fast" and not batch_norm:  # the pooling comes next: hand it the output in pooling order
+                layers[f"conv{i}"].pooled = True
             if batch_norm:
                 layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
             # and the activation then touches a quarter of the values; the fast kernels do both in one pass
-            if activation in convs.FUSED:
-                layers[f"pool{i}+conv{i}_{activation}"] = convs.FUSED[activation](2)
+            if activation in pools.FUSED:
+                layers[f"pool{i}+conv{i}_{activation}"] = pools.FUSED[activation](2)
             else:
-                layers[f"pool{i}"] = convs.MaxPool2d(2)
+                layers[f"pool{i}"] = pools.MaxPool2d(2)
                 layers[f"conv{i}_{activation}"] = units.ACTIVATIONS[activation]()
             c_in = c
         layers["flatten"] = Flatten()

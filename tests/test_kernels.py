@@ -1,12 +1,12 @@
-"""Every fast kernel equals its reference layer (numpy_nn/fast_conv.py and fast_norm.py against conv.py and norm.py),
-forward and backward: float64 to 1e-12 relative, float32 to float32 rounding; cache blocks of any size.
+"""Every fast kernel equals its reference layer (numpy_nn/fast_conv.py, fast_pool.py and fast_norm.py against conv.py
+and norm.py), forward and backward: float64 to 1e-12 relative, float32 to float32 rounding; cache blocks of any size.
 The reference layers themselves are checked against finite differences and autograd in test_cnn_layers.py."""
 import time
 
 import numpy as np
 import pytest
 
-from numpy_nn import conv, fast_conv, fast_layers, fast_norm, layers, norm, threads
+from numpy_nn import conv, fast_conv, fast_layers, fast_norm, fast_pool, layers, norm, threads
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import CNN
 
@@ -99,7 +99,7 @@ def test_max_pool(k, stride, side, dtype):
     x[0, 0] = 1.0
     x[1, 2, 1:3, 1:3] = 2.0
     for memory in (x, channels_last_memory(x)):
-        run_both(fast_conv.MaxPool2d(k, stride), conv.MaxPool2d(k, stride), memory, dtype)
+        run_both(fast_pool.MaxPool2d(k, stride), conv.MaxPool2d(k, stride), memory, dtype)
 
 
 class Chain:
@@ -127,8 +127,34 @@ def test_max_pool_with_relu(k, stride, side, dtype):
     x = np.random.default_rng(side).standard_normal((2, 3, side, side)).astype(dtype)
     x[0, 0], x[1, 1, :2, :2] = 0.0, -1.0
     for memory in (x, channels_last_memory(x)):
-        run_both(fast_conv.FUSED["relu"](k) if stride is None else fast_conv.MaxPool2d(k, stride, relu=True),
+        run_both(fast_pool.FUSED["relu"](k) if stride is None else fast_pool.MaxPool2d(k, stride, relu=True),
                  Chain(conv.MaxPool2d(k, stride), layers.ReLU()), memory, dtype)
+
+
+@pytest.mark.parametrize("c_in, k, padding, side, pooled", [
+    (1, 5, 0, 12, True),   # conv1 of cnn-fast: one channel, unpadded, 12 -> 8 -> 4
+    (1, 3, 1, 6, True),    # one channel, "same" padding
+    (3, 3, 0, 8, True),    # conv2 of cnn-fast: channels, unpadded, 8 -> 6 -> 3
+    (2, 3, 1, 5, False),   # an odd output side: handed on as usual, the pooling floors 5 -> 2
+    (1, 2, 1, 5, False),   # an even kernel: its one-channel patches are not split into columns
+])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_convolution_hands_the_pooling_its_output_in_pooling_order(c_in, k, padding, side, pooled, relu, dtype):
+    """The fast CNN's convolution followed by its 2 x 2 pooling (and ReLU), the output passed between them in
+    pooling order where the shapes allow it, equals the reference convolution, pooling and ReLU: out, dx, dW, db."""
+    rng = np.random.default_rng(side + k)
+    reference = conv.Conv2d(c_in, 4, k, rng, padding=padding, init="torch", dtype=dtype)
+    fast = fast_conv.Conv2d(c_in, 4, k, None, padding=padding, dtype=dtype)
+    fast.load_state_dict(reference.state_dict())
+    fast.pooled = True  # as the fast CNN sets it
+    x = rng.standard_normal((3, c_in, side, side)).astype(dtype)
+    x[0], x[1, :, :side // 2] = 0.5, -0.25  # constant regions: equal outputs, windows with ties
+    run_both(Chain(fast, fast_pool.MaxPool2d(2, relu=relu)),
+             Chain(reference, conv.MaxPool2d(2), *([layers.ReLU()] if relu else [])), x, dtype)
+    assert fast.pool_order == pooled
+    for name in reference.grads:
+        assert_equal(f"d{name}", fast.grads[name], reference.grads[name], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,0 +1,119 @@
+"""The fast kernels for numpy_nn/conv.py's MaxPool2d (its Conv2d's are in fast_conv.py): the same numbers
+(tests/test_kernels.py proves them equal to the reference layer, and the ReLU fused into it equal to the reference
+ReLU after it), computed with the tricks that made the CNN fast. Each trick, and what it bought as measured on 2
+cores (Intel Xeon, interleaved):
+
+- Separable max pooling: the maximum over each window's columns, then over its rows, with the first winner
+  kept at each stage; its backward routes tap 0's share by one subtraction instead of a comparison and a
+  product, and skips zero-filling when the windows tile the input.
+- The ReLU after a pooling done in the pooling's blocks (FUSED; the model names the layer "pool1+conv1_relu"):
+  no pass of its own, no hand-off: whole step 52.1 -> 50.3 ms (cnn-fast), 78.6 -> 75.7 ms (cnn preset).
+- Slabs: from a fast Conv2d that hands its output on in pooling order (fast_conv.window_view), each of a 2 x 2
+  window's four pixels is one slab of whole images, contiguous, so the maximum is one stage over four slabs
+  instead of two over rows of C numbers; dx goes back the same way. cnn-fast per step, forward + backward:
+  pool1 3.14 + 4.34 -> 2.76 + 3.21 ms (what the convolutions pay for it: fast_conv.py).
+"""
+import numpy as np
+
+from numpy_nn import conv
+from numpy_nn.fast_conv import channels_last, nchw
+from numpy_nn.layers import array_module
+from numpy_nn.threads import blocks, parallel
+
+
+def first_max(xp, views, out, idx):
+    """out = the elementwise maximum of equally shaped arrays, idx = the index of the first one holding it:
+    on a tie the earlier keeps it, as torch's CPU kernel, scanning in order, keeps the first maximum it finds."""
+    if len(views) == 1:
+        out[...], idx[...] = views[0], 0
+        return
+    xp.greater(views[1], views[0], out=idx.view(bool))  # bool is 0/1 as a byte
+    xp.maximum(views[0], views[1], out=out)
+    for t, v in enumerate(views[2:], start=2):  # idx < t so far: where v is better, max(idx, t) = t
+        xp.maximum(idx, (v > out).view(np.uint8) * np.uint8(t), out=idx)  # (10x idx[v > out] = t here)
+        xp.maximum(out, v, out=out)
+
+
+class MaxPool2d(conv.MaxPool2d):
+    """numpy_nn.conv.MaxPool2d, separably: first the maximum over each window's k columns for every row, then
+    over its k rows. The first maximum in row-major order lies in the first row that holds the maximum, at
+    that row's first maximum, so tracking the first winner in each stage routes the gradient exactly as torch
+    does. Channels-last inside, each stage reads rows of C contiguous numbers. From a Conv2d that hands its
+    output on in pooling order (6-D, 2 x 2 windows; dx handed back the same way): one stage over the four taps,
+    each a slab of whole contiguous images rather than rows of C. relu: then a ReLU on each block while it is
+    in cache (max(x, 0); its backward passes the gradient where the output is positive, as the reference
+    ReLU's mask x > 0 does)."""
+
+    def __init__(self, kernel_size, stride=None, relu=False):
+        super().__init__(kernel_size, stride)
+        self.relu = relu
+
+    def n_out(self, size):
+        return (size - self.k) // self.stride + 1
+
+    def taps(self, size):
+        """The k strided slices along an axis of `size`: slice t picks offset t of every window."""
+        return [slice(t, t + self.stride * (self.n_out(size) - 1) + 1, self.stride) for t in range(self.k)]
+
+    def forward(self, x):
+        xp, slabs = array_module(x), x.ndim == 6  # slabs: (N, 2, 2, Ho, Wo, C) in pooling order
+        assert not slabs or self.k == self.stride == 2, "pooling order is for 2 x 2 windows"
+        xt = x if slabs else channels_last(x)                                         # (N, H, W, C)
+        self.x_shape, n, c = xt.shape, len(xt), xt.shape[-1]
+        h, w = (2 * xt.shape[3], 2 * xt.shape[4]) if slabs else xt.shape[1:3]
+        ho, wo = self.n_out(h), self.n_out(w)
+        out, self.rows_max = xp.empty((n, ho, wo, c), x.dtype), xp.empty((n, ho, wo, c), np.uint8)
+        self.cols_max = None if slabs else xp.empty((n, h, wo, c), np.uint8)
+        across, down = self.taps(w), self.taps(h)
+
+        def block(worker, s):
+            if slabs:  # tap (i, j) of every window is the slab xt[:, i, j]; their order is row-major, as torch's
+                first_max(xp, [xt[s, i, j] for i, j in np.ndindex(2, 2)], out[s], self.rows_max[s])
+            else:  # the row maxima still in cache for the second stage
+                rows = xp.empty((len(xt[s]), h, wo, c), x.dtype)                         # (block, H, Wo, C)
+                first_max(xp, [xt[s, :, t] for t in across], rows, self.cols_max[s])
+                first_max(xp, [rows[:, t] for t in down], out[s], self.rows_max[s])
+            if self.relu:
+                xp.maximum(out[s], 0, out=out[s])
+        parallel(block, blocks(n, 2 * xt[0].nbytes, xp))  # reads an image, writes half of one and a byte each
+        self.out = out if self.relu else None  # (N, Ho, Wo, C): where it is positive, the ReLU's gradient passes
+        return nchw(out)
+
+    def backward(self, dout):
+        xp, dt, slabs = array_module(dout), channels_last(dout), len(self.x_shape) == 6
+        (h, w), c = ((2 * self.x_shape[3], 2 * self.x_shape[4]) if slabs else self.x_shape[1:3]), self.x_shape[-1]
+        overlapping = self.stride < self.k  # then windows share elements and their gradients add up
+        # windows that tile the input exactly write every element below: no zero-filling pass needed
+        tiles = self.stride == self.k and h % self.k == 0 and w % self.k == 0
+        blank = xp.empty if tiles else xp.zeros
+        dx = blank(self.x_shape, dout.dtype)
+        down = [(slice(None), t) for t in self.taps(h)]
+        across = [(slice(None), slice(None), t) for t in self.taps(w)]
+
+        def block(worker, s):
+            d = dt[s] * (self.out[s] > 0) if self.relu else dt[s]
+            if slabs:  # the four taps are dx's slabs
+                return self.route(xp, d, self.rows_max[s], [np.s_[:, i, j] for i, j in np.ndindex(2, 2)], dx[s], False)
+            drows = blank((len(dx[s]), h, dt.shape[2], c), dout.dtype)                   # (block, H, Wo, C)
+            self.route(xp, d, self.rows_max[s], down, drows, overlapping)
+            self.route(xp, drows, self.cols_max[s], across, dx[s], overlapping)
+        parallel(block, blocks(len(dx), 2 * dx[0].nbytes, xp))
+        return dx if slabs else nchw(dx)
+
+    @staticmethod
+    def route(xp, d, winner, taps, out, overlapping):
+        """out[taps[t]] gets d where tap t won. Without overlap, tap 0's share is d minus the others' (each
+        element of d goes to exactly one tap): one subtraction instead of a comparison and a product."""
+        if overlapping:
+            for t, where in enumerate(taps):
+                out[where] += d * (winner == t)
+            return
+        first = out[taps[0]]
+        if len(taps) == 1:
+            first[...] = d
+        for t, where in enumerate(taps[1:], start=1):
+            xp.multiply(d, winner == t, out=out[where])
+            xp.subtract(d if t == 1 else first, out[where], out=first)
+
+
+FUSED = {"relu": lambda k: MaxPool2d(k, relu=True)}  # activation -> the pooling that applies it too
