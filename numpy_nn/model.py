@@ -134,8 +134,8 @@ class CNN(Sequential):
         (convs, pools, norms, units), layers, c_in = KERNELS[kernels], {}, 1
         for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
             layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=pad(k, padding), dtype=dtype, xp=xp, bias=not batch_norm)
-            if kernels == "fast" and not batch_norm:  # the pooling comes next: hand it the output in pooling order
-                layers[f"conv{i}"].pooled = True
+            if kernels == "fast":  # the pooling comes next (batch norm, between, takes any order of pixels): hand it
+                layers[f"conv{i}"].pooled = True  # the output in pooling order (fast_conv.py)
             if batch_norm:
                 layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
