@@ -62,6 +62,8 @@ class MaxPool2d(conv.MaxPool2d):
         self.x_shape, n, c = xt.shape, len(xt), xt.shape[-1]
         h, w = (2 * xt.shape[3], 2 * xt.shape[4]) if slabs else xt.shape[1:3]
         ho, wo = self.n_out(h), self.n_out(w)
+        # the winners, for the backward: among a window's rows (rows_max) and within each row (cols_max); from
+        # slabs, the winning one of the four taps (rows_max alone)
         out, self.rows_max = xp.empty((n, ho, wo, c), x.dtype), xp.empty((n, ho, wo, c), np.uint8)
         self.cols_max = None if slabs else xp.empty((n, h, wo, c), np.uint8)
         across, down = self.taps(w), self.taps(h)
