@@ -110,4 +110,4 @@ class MaxPool2d:
         return dx
 
 
-FUSED = {}  # activation -> a pooling that applies it too: none here, each layer is its own (fast_conv.py fuses ReLU)
+FUSED = {}  # activation -> a pooling that applies it too: none here, each layer is its own (fast_pool.py fuses ReLU)

@@ -3,9 +3,10 @@
 made the CNN fast.
 Each trick, and what it bought as measured on 2 cores (cnn-fast: its network of then, "same"-padded, 28x28 maps):
 
-- Channels-last inside: both layers work on (N, H, W, C) memory and hand on NCHW views of it. Copying an
-  image's patches then moves rows of C contiguous numbers instead of single ones (8x faster here), and the
-  convolution's matrix product yields channels-last directly, so nothing is transposed on the way out.
+- Channels-last inside: Conv2d and fast_pool's MaxPool2d work on (N, H, W, C) memory and hand on NCHW views of
+  it. Copying an image's patches then moves rows of C contiguous numbers instead of single ones (8x faster
+  here), and the convolution's matrix product yields channels-last directly, so nothing is transposed on the
+  way out.
 - im2col into a reused buffer, and for one input channel by kernel offset: k*k strided copies of whole images
   beat N*Ho*Wo copies of k*k pixels (conv1's forward); each offset's copy is one contiguous row of the matrix
   kept transposed in memory, which the products take as BLAS's transposed operand: conv1's forward of the
@@ -37,12 +38,19 @@ from numpy_nn import conv
 from numpy_nn.threads import blocks, parallel, total
 
 
+def grid(out_hw, pooled):
+    """The output pixels' axes: (Ho, Wo), or in pooling order (2, 2, Ho/2, Wo/2), [i, j] the pixels at (i, j) of
+    a 2 x 2 pooling window."""
+    return (2, 2, out_hw[0] // 2, out_hw[1] // 2) if pooled else tuple(out_hw)
+
+
 def window_view(xp, x, k, stride, out_hw, pooled=False):
     """(N, H, W, C) -> (N, Ho, Wo, k, k, C): every k x k patch, as a view (no copy). pooled: the output pixels in
-    pooling order, (N, 2, 2, Ho/2, Wo/2, k, k, C), [:, i, j] the pixels at (i, j) of a 2 x 2 pooling window."""
+    pooling order, (N, 2, 2, Ho/2, Wo/2, k, k, C) (grid)."""
     sn, sh, sw, sc = (s * f for s, f in zip(x.strides, (1, stride, stride, 1)))
-    grid = ((2, 2, out_hw[0] // 2, out_hw[1] // 2), (sh, sw, 2 * sh, 2 * sw)) if pooled else (out_hw, (sh, sw))
-    return xp.lib.stride_tricks.as_strided(x, (len(x), *grid[0], k, k, x.shape[3]), (sn, *grid[1], *x.strides[1:]))
+    steps = (sh, sw, 2 * sh, 2 * sw) if pooled else (sh, sw)
+    return xp.lib.stride_tricks.as_strided(x, (len(x), *grid(out_hw, pooled), k, k, x.shape[3]),
+                                           (sn, *steps, *x.strides[1:]))
 
 
 def channels_last(x):
@@ -121,7 +129,7 @@ class Conv2d(conv.Conv2d):
         # offset (i, j = 2m + parity), image n, window pixel (y, z), output (r, t) reads q[parity + z][n, 2r + y + i,
         # t + m]: the strides of (i, m, n, y, z, r, t)
         strides = (w // 2 * e, e, h * w // 2 * e, w // 2 * e, half * e, w * e, e)
-        return [(np.s_[:, parity::2], as_strided(q[parity], (k, (k + 1 - parity) // 2, b, 2, 2, ho // 2, wo // 2),
+        return [(np.s_[:, parity::2], as_strided(q[parity], (k, (k + 1 - parity) // 2, b, *grid(self.hw, True)),
                                                  strides)) for parity in (0, 1)]
 
     def im2col(self, worker, s, build=True):
@@ -148,8 +156,7 @@ class Conv2d(conv.Conv2d):
         self.padded = reused(xp.zeros, self.padded, shape, x.dtype) if p else xt
         if "b" in self.params:
             w_t = xp.concatenate([w_t, self.params["b"][None]])               # the bias, as one more row
-        grid = (2, 2, self.hw[0] // 2, self.hw[1] // 2) if self.pool_order else self.hw
-        out = xp.empty((n, *grid, len(W)), x.dtype)
+        out = xp.empty((n, *grid(self.hw, self.pool_order), len(W)), x.dtype)
         if c == 1:  # the whole batch's patch matrix, sized here: workers that each found it missing would each
             # make their own, and keep only the last one's
             self.kept = reused(xp.empty, self.kept, (len(w_t), n * self.hw[0] * self.hw[1]), x.dtype)

@@ -76,7 +76,7 @@ class MaxPool2d(conv.MaxPool2d):
         assert not slabs or self.k == self.stride == 2, "pooling order is for 2 x 2 windows"
         xt = x if slabs else channels_last(x)                                         # (N, H, W, C)
         self.x_shape, n, c = xt.shape, len(xt), xt.shape[-1]
-        h, w = (2 * xt.shape[3], 2 * xt.shape[4]) if slabs else xt.shape[1:3]
+        self.in_hw = h, w = (2 * xt.shape[3], 2 * xt.shape[4]) if slabs else xt.shape[1:3]  # the image's sides
         ho, wo = self.n_out(h), self.n_out(w)
         # the winners, for the backward: among a window's rows (rows_max) and within each row (cols_max); from
         # slabs, the tournament's three (won)
@@ -102,7 +102,7 @@ class MaxPool2d(conv.MaxPool2d):
 
     def backward(self, dout):
         xp, dt, slabs = array_module(dout), channels_last(dout), len(self.x_shape) == 6
-        (h, w), c = ((2 * self.x_shape[3], 2 * self.x_shape[4]) if slabs else self.x_shape[1:3]), self.x_shape[-1]
+        (h, w), c = self.in_hw, self.x_shape[-1]
         overlapping = self.stride < self.k  # then windows share elements and their gradients add up
         # windows that tile the input exactly write every element below: no zero-filling pass needed
         tiles = self.stride == self.k and h % self.k == 0 and w % self.k == 0

@@ -2,8 +2,7 @@
 cuDNN on a GPU: blocked layouts, fused passes, direct convolutions), tested by PyTorch against its own
 reference. One choice is left to the user, the memory format: channels_last is what numpy_nn's fast kernels
 do by hand, and oneDNN's fast path (1.4-1.5x faster here in the bare loop, benchmarks/epoch_bench.py).
-numpy_nn's fast pooling also applies the ReLU after it ("pool1+conv1_relu"); torch runs the two as separate
-kernels in eager mode (torch.compile could fuse them), so the per-layer tables add its two rows into one."""
+The pooling: pytorch_nn/fast_pool.py."""
 import torch
 
 
