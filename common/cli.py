@@ -15,7 +15,7 @@ import data_loader
 from common import architecture, machine, resume, weights
 from common.errors import Diverged, RunError
 from common.files import check_folder, write_json
-from common.flags import explicit, make_parser, parse_args
+from common.flags import explicit, make_parser, misplaced, parse_args
 from common.records import ADDED, ENVIRONMENT, adopt
 from common.loop import Progress, batches_per_epoch, evaluate, fit
 from data_loader import DataError
@@ -63,14 +63,14 @@ class StopRequest:
 def prepare(parser, args, given, name):
     """The flags to run with: a checkpoint's (--resume) or a model file's architecture (--evaluate) taken in;
     --out checked; a model too large for this machine's memory refused before anything is allocated."""
-    checkpoint = None
+    checkpoint = source = None  # source: the file whose record the flags came from
     if args.resume:
         checkpoint = resume.read(args.resume, name)
         recorded = {**ADDED, **{k: v for k, v in checkpoint[1]["config"].items() if k not in ("resume", "out")}}
         # every recorded flag comes back (the same --threads too: BLAS sums in another order with more);
         # the environment's flags may be given anew, any other only with the value it had
-        adopt(parser, recorded, args, given - set(ENVIRONMENT), recorded.keys() - (given & set(ENVIRONMENT)),
-              f"the checkpoint in {args.resume}")
+        source = f"the checkpoint in {args.resume}"
+        adopt(parser, recorded, args, given - set(ENVIRONMENT), recorded.keys() - (given & set(ENVIRONMENT)), source)
         args.out = args.out or (args.resume if args.resume.is_dir() else args.resume.parent)
     elif args.evaluate and args.evaluate.suffix == ".safetensors" and args.evaluate.is_file():
         meta = weights.read_metadata(args.evaluate)
@@ -81,7 +81,13 @@ def prepare(parser, args, given, name):
             if not isinstance(meta.get("config"), dict):
                 raise RunError(f"{args.evaluate}: its record has no flags ('config'); the file is damaged or was "
                                f"not written by this project's train.py")
-            adopt(parser, meta["config"], args, given, weights.ARCHITECTURE, args.evaluate)
+            source = args.evaluate
+            adopt(parser, meta["config"], args, given, weights.ARCHITECTURE, source)
+    if "model" not in given and (args.resume or args.evaluate):  # the file's model is known now (flags.parse_args)
+        if why := misplaced(args, given):
+            raise RunError(why + (f" ({source} records --model {args.model})" if source else ""))
+        if args.model != "cnn":
+            args.channels = args.kernel_size = None
     args.out = args.out or Path("runs") / name
     check_folder(args.out, "--out", "history.json and the model")
     need, have = architecture.memory_needed(args), machine.available_memory()

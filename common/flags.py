@@ -186,15 +186,24 @@ def check_blocks(args) -> None:
                          f"blocks{' or --padding same' if args.padding == 'valid' else ''}")
 
 
+def misplaced(args, given) -> str | None:
+    """The line for a flag given that does not fit args.model (ONLY_FOR), or None."""
+    for flag, model in ONLY_FOR.items():
+        if flag in given and args.model != model:
+            return f"--{flag.replace('_', '-')} applies to --model {model}, not {args.model}"
+    return None
+
+
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse, letting a --preset supply values that explicit flags override; check flag combinations."""
     args, given = parser.parse_args(argv), explicit(parser, argv)
     for k, v in PRESETS[args.preset].items() if args.preset else ():
         if k not in given:
             setattr(args, k, v)
-    for flag, model in ONLY_FOR.items():
-        if flag in given and args.model != model:
-            parser.error(f"--{flag.replace('_', '-')} applies to --model {model}, not {args.model}")
+    # with --evaluate or --resume and no --model, the model is the file's, known once cli.prepare has read it
+    from_file = "model" not in given and (getattr(args, "evaluate", None) or getattr(args, "resume", None))
+    if not from_file and (why := misplaced(args, given)):
+        parser.error(why)
     if args.model == "cnn":
         for k, v in CNN_DEFAULTS.items():
             setattr(args, k, v if getattr(args, k) is None else getattr(args, k))
@@ -204,7 +213,8 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
         except ValueError as e:
             parser.error(str(e))
     else:
-        args.channels = args.kernel_size = None
+        if not from_file:
+            args.channels = args.kernel_size = None
         args.hidden = DEFAULT["hidden"] if args.hidden is None else args.hidden
     if args.nesterov and (args.optimizer != "sgd" or args.momentum == 0):
         parser.error("--nesterov needs --optimizer sgd and --momentum > 0")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from common.errors import RunError
-from common.flags import check_blocks, show
+from common.architecture import per_block
+from common.flags import ONLY_FOR, check_blocks, show
 
 # Flags about where and how a run happens rather than what it computes: a resumed run may be given them anew.
 ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "out", "checkpoint_every", "evaluate", "save_model")
@@ -46,14 +47,20 @@ def adopt(parser: argparse.ArgumentParser, recorded: dict, args, given: set, key
     """Take keys' values from a file's record into args, each checked as its flag would be; a key the record
     lacks, or a flag given with another value, is an error. Keys this parser does not know are left alone."""
     known, recorded = {a.dest for a in parser._actions}, {**ADDED, **recorded}
-    for k in keys:
+    for k in sorted(keys, key=lambda k: (k != "model", k != "channels")):  # what the others are checked against first
         if k not in known:
             continue
         if k not in recorded:
             raise RunError(f"{source}: its record lacks {k!r}; the file is damaged or was not written by this "
                            f"project's train.py")
-        value = recorded_value(parser, k, recorded[k], source)
-        if k in given and getattr(args, k) != value:
+        value, mine = recorded_value(parser, k, recorded[k], source), getattr(args, k)
+        if k == "kernel_size" and args.model == "cnn" and args.channels and mine and value:  # (3 is 3,3 for two blocks)
+            try:
+                mine, value = per_block(mine, args.channels), per_block(value, args.channels)
+            except ValueError:
+                pass  # (check_blocks below says what is wrong with the record's)
+        if k in given and mine != value and ONLY_FOR.get(k, args.model) == args.model:  # (a flag for the other model:
+            # cli.prepare says so)
             raise RunError(f"--{k.replace('_', '-')} {show(getattr(args, k))} contradicts {source}, which records "
                              f"{show(value)}; drop the flag")
         setattr(args, k, value)

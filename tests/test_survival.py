@@ -347,6 +347,32 @@ def test_train_py_from_its_own_folder(mnist_dir):
         shutil.rmtree(ROOT / "numpy_nn" / "runs", ignore_errors=True)
 
 
+def test_model_flags_beside_a_file_are_checked_against_the_files_model(models, mnist_dir, tmp_path, monkeypatch,
+                                                                          capsys):
+    """With --evaluate or --resume and no --model, the model is the file's: a CNN's own --padding and --kernel-size
+    (3 for its 3,3) are accepted, another value is a contradiction, and a CNN flag beside an MLP's file says so."""
+    cnn = [*QUICK, "--model", "cnn", "--channels", "4,8", "--hidden", "16", "--padding", "valid"]
+    assert run_train(numpy_nn.train, [*cnn, "--epochs", "1", "--save-model", "--out", str(tmp_path / "cnn")],
+                     mnist_dir)[0] == 0
+    capsys.readouterr()
+    path = str(tmp_path / "cnn" / "model.safetensors")
+    assert run_train(pytorch_nn.train, ["--evaluate", path, "--padding", "valid", "--kernel-size", "3"], mnist_dir)[0] == 0
+    assert "accuracy" in capsys.readouterr().out
+    for argv, message in [(["--evaluate", path, "--padding", "same"], "--padding same contradicts"),
+                          (["--evaluate", str(models["numpy"][0]), "--padding", "valid"],
+                           "--padding applies to --model cnn, not mlp (")]:
+        assert run_train(numpy_nn.train, argv, mnist_dir)[0] == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+    with monkeypatch.context() as m:
+        signal_at_step(m, numpy_nn.train, 40)
+        assert run_train(numpy_nn.train, [*cnn, "--out", str(tmp_path / "cut")], mnist_dir)[0] == 130
+    capsys.readouterr()
+    assert run_train(numpy_nn.train, ["--resume", str(tmp_path / "cut"), "--padding", "same"], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert "--padding same contradicts the checkpoint" in err and "records valid" in err, err
+
+
 def test_a_model_file_of_the_other_kind_of_network(mnist_dir, tmp_path, capsys):
     """A CNN's file given with --model mlp, and an MLP's .npz given with CNN flags: one clear line each."""
     cnn = [*QUICK, "--epochs", "1", "--model", "cnn", "--channels", "4,8", "--hidden", "16", "--batch-norm"]
