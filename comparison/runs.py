@@ -12,12 +12,14 @@ import resource
 import signal
 import statistics
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
 
 import data_loader
 from common import cli, flags, loop, machine, records
@@ -197,10 +199,13 @@ def _nan(d: dict) -> dict:
 
 
 def start_worker():
-    """In a worker: Ctrl-C is the parent's to handle (it ends the workers itself), so no traceback here; and
-    the same allocator setting as a train.py process."""
+    """In a worker: Ctrl-C is the parent's to handle (it ends the workers itself), so no traceback here; the
+    same allocator setting as a train.py process; and tqdm's lock a thread lock, not its default
+    multiprocessing one, whose semaphore a worker stopped by Ctrl-C leaves behind for multiprocessing to warn
+    about as the parent exits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     machine.keep_freed_memory()
+    tqdm.set_lock(threading.RLock())
 
 
 class Workers:

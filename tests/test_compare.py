@@ -1,4 +1,9 @@
 """compare.py --quick end to end: every table and figure, sane numbers, nothing written into results/."""
+import signal
+import subprocess
+import sys
+import time
+
 import matplotlib.image
 import pandas as pd
 import pytest
@@ -210,6 +215,21 @@ def test_stored_runs_are_reused_and_a_crash_loses_only_the_run_in_progress(mnist
     assert compare.main([*argv, "--fresh"]) == 0 and "runs reused)" not in capsys.readouterr().out
     # another --lr is another main run; the optimizer study sets its own learning rates, so its runs stay
     assert compare.main([*argv, "--lr", "2e-3"]) == 0 and "(2 runs reused)" in capsys.readouterr().out
+
+
+def test_ctrl_c_on_the_command_line(mnist_dir, tmp_path):
+    """The real CLI, Ctrl-C once the first run is stored: exit code 130, the one line that says what is kept, and
+    nothing else (no traceback; no multiprocessing warning about the stopped worker's semaphores)."""
+    argv = [sys.executable, "compare.py", "--quick", "--only", "numpy", "--optimizers", "", "--batch-sizes", "",
+            "--threads", "1", "--data-dir", str(mnist_dir), "--out", str(tmp_path)]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("*/result.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("compare:")]
+    assert proc.returncode == 130 and len(lines) == 1 and lines[0].startswith("interrupted: the finished runs"), stderr
 
 
 def test_every_flag_of_a_child_run_reaches_it():
