@@ -174,7 +174,7 @@ def table(result) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog="Every other flag is a train.py model flag (see the module's docstring).")
-    p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=None,
+    p.add_argument("--batch-sizes", type=flags.batch_sizes, default=None,
                    help="(default: 64,512 for mlp, 64,128 for cnn)")
     p.add_argument("--repeats", type=flags.number(int, 1), default=5)
     p.add_argument("--compile", action="store_true", help="add pytorch_nn with --compile (a minute of compiling)")

@@ -13,7 +13,7 @@ import argparse
 import torch
 from threadpoolctl import threadpool_limits
 
-from common import cli, loop, machine
+from common import cli, flags, loop, machine
 from epoch_bench import trainer_args
 
 import numpy_nn.train
@@ -31,7 +31,7 @@ def profile(impl, batch_size, steps, data, opts):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog="Every other flag is a train.py model flag (see the module's docstring).")
-    p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[64, 512])
+    p.add_argument("--batch-sizes", type=flags.batch_sizes, default=[64, 512])
     p.add_argument("--steps", type=int, default=300)
     opts, opts.model_argv = p.parse_known_args(argv)
     args = trainer_args(opts.model_argv)  # the model flags checked (one line on a bad one) before anything runs

@@ -36,6 +36,17 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
     return parse
 
 
+def batch_sizes(text):
+    """'64,128' -> [64, 128]: the benchmarks' --batch-sizes, one at least."""
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated batch sizes, e.g. 64,128") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be positive, one at least")
+    return values
+
+
 def sizes(text):
     """'128,64' -> (128, 64); '' -> () (softmax regression)."""
     try:

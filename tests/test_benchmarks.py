@@ -59,3 +59,10 @@ def test_benchmarks_take_any_network(capsys):
     with pytest.raises(SystemExit):
         epoch_bench.main(["--channels", "4", "--repeats", "1"])  # --channels without --model cnn
     assert "--channels applies to --model cnn" in capsys.readouterr().err
+    import phases
+    for main in (epoch_bench.main, phases.main):
+        for sizes, message in [("x", "expected comma-separated batch sizes"), ("64,0", "batch sizes must be positive")]:
+            with pytest.raises(SystemExit):
+                main(["--batch-sizes", sizes])
+            err = capsys.readouterr().err.strip().splitlines()[-1]
+            assert f"--batch-sizes: '{sizes}': {message}" in err and "lambda" not in err, err
