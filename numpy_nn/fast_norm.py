@@ -13,6 +13,8 @@ that made the CNN fast. Each trick, and what it bought as measured on 2 cores:
   threads, the sums (mean, variance, dgamma, dbeta) gathered per block in a fixed order.
 - Fewer passes: out = centered * (gamma * inv_std) + beta, never xhat itself; backward folds the two
   correction terms into per-channel vectors before it touches the whole map.
+- Before a 2 x 2 pooling, the scale and shift (and the backward's sums) left to the pooling, on its maxima
+  (fast_pool.defer): the norm's forward is its statistics and centered values, its backward one pass.
 """
 from numpy_nn import norm
 from numpy_nn.threads import blocks, parallel, total
@@ -24,6 +26,9 @@ class BatchNorm1d(norm.BatchNorm1d):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.ones = None  # reused vector of ones for column sums
+        self.deferred = False  # set by fast_pool.defer: a 2 x 2 pooling next applies the scale and shift
+        self.shifted_later = False  # this step's forward left them to the pooling (every scale positive)
+        self.handed = None  # (sum of dout * centered, sum of dout) per channel, from that pooling's backward
 
     def blocks(self, rows):
         """Blocks of rows, each a pass's working set of about threads.BLOCK_BYTES: in, out and one more."""
@@ -75,13 +80,16 @@ class BatchNorm1d(norm.BatchNorm1d):
             var = self.running_var
         self.inv_std = 1 / xp.sqrt(var + self.eps)               # (C,)
         self.scale = self.params["gamma"] * self.inv_std         # out = centered * scale + beta = gamma * xhat + beta
+        self.used_batch, self.handed = self.training, None
+        self.shifted_later = self.deferred and x.ndim == 6 and bool(xp.all(self.scale > 0))
+        if self.shifted_later:  # the pooling next scales and shifts its maxima instead (fast_pool.defer)
+            return self.from_rows(self.centered, x.shape)
         scale_t, beta_t, out = self.tiled(self.scale, rows), self.tiled(self.params["beta"], rows), xp.empty_like(rows)
 
         def scale_shift(worker, s):
             xp.multiply(self.centered[s], scale_t, out=out[s])
             out[s] += beta_t
         parallel(scale_shift, self.blocks(rows))
-        self.used_batch = self.training
         return self.from_rows(out, x.shape)
 
     def backward(self, dout):
@@ -92,10 +100,13 @@ class BatchNorm1d(norm.BatchNorm1d):
         xp, d = self.xp, self.to_rows(dout)                      # (M/r, r*C)
         m = d.size // len(self.running_mean)
         dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
-        products, sums = total(lambda worker, s: (xp.einsum("ij,ij->j", d[s], self.centered[s]),
-                                                  self.column_sums(d[s])), self.blocks(d))
-        dgamma[...] = self.per_channel(products) * self.inv_std
-        dbeta[...] = self.per_channel(sums)
+        if self.handed is not None:  # the pooling summed them over its maxima, where all of dout is (defer)
+            products, sums = self.handed
+        else:
+            products, sums = (self.per_channel(v) for v in total(
+                lambda worker, s: (xp.einsum("ij,ij->j", d[s], self.centered[s]), self.column_sums(d[s])), self.blocks(d)))
+        dgamma[...] = products * self.inv_std
+        dbeta[...] = sums
         scale_t, dx = self.tiled(self.scale, d), xp.empty_like(d)
         if self.used_batch:
             xhat_t = self.tiled(self.scale * self.inv_std * dgamma / m, d)

@@ -141,10 +141,12 @@ class CNN(Sequential):
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
             # and the activation then touches a quarter of the values; the fast kernels do both in one pass
             if activation in pools.FUSED:
-                layers[f"pool{i}+conv{i}_{activation}"] = pools.FUSED[activation](2)
+                pool = layers[f"pool{i}+conv{i}_{activation}"] = pools.FUSED[activation](2)
             else:
-                layers[f"pool{i}"] = pools.MaxPool2d(2)
+                pool = layers[f"pool{i}"] = pools.MaxPool2d(2)
                 layers[f"conv{i}_{activation}"] = units.ACTIVATIONS[activation]()
+            if batch_norm and kernels == "fast":  # batch norm's scale and shift after the pooling (fast_pool.defer)
+                pools.defer(layers[f"conv{i}_bn"], pool)
             c_in = c
         layers["flatten"] = Flatten()
         n_features = c_in * feature_side(channels, kernel_size, padding) ** 2

@@ -138,28 +138,35 @@ def test_max_pool_with_relu(k, stride, side, dtype):
     (2, 3, 1, 5, False),   # an odd output side: handed on as usual, the pooling floors 5 -> 2
     (1, 2, 1, 5, False),   # an even kernel: its one-channel patches are not split into columns
 ])
-@pytest.mark.parametrize("relu, batch_norm", [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("relu, gammas", [(True, None), (False, None), (True, "mixed"), (True, "positive"),
+                                          (False, "positive")])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_convolution_hands_the_pooling_its_output_in_pooling_order(c_in, k, padding, side, pooled, relu, batch_norm,
+def test_convolution_hands_the_pooling_its_output_in_pooling_order(c_in, k, padding, side, pooled, relu, gammas,
                                                                    dtype):
     """The fast CNN's convolution followed by its 2 x 2 pooling (and ReLU; or batch norm between, as the CNN with
-    --batch-norm has it), the output passed on in pooling order where the shapes allow it, equals the reference
-    convolution, batch norm, pooling and ReLU: out, dx, dW, db, dgamma, dbeta and the running statistics."""
+    --batch-norm has it, its scale and shift after the pooling where every gamma is positive), the output passed on
+    in pooling order where the shapes allow it, equals the reference convolution, batch norm, pooling and ReLU:
+    out, dx, dW, db, dgamma, dbeta and the running statistics."""
     rng = np.random.default_rng(side + k)
-    reference = [conv.Conv2d(c_in, 4, k, rng, padding=padding, init="torch", dtype=dtype, bias=not batch_norm)]
-    fast = [fast_conv.Conv2d(c_in, 4, k, None, padding=padding, dtype=dtype, bias=not batch_norm)]
-    if batch_norm:
+    reference = [conv.Conv2d(c_in, 4, k, rng, padding=padding, init="torch", dtype=dtype, bias=not gammas)]
+    fast = [fast_conv.Conv2d(c_in, 4, k, None, padding=padding, dtype=dtype, bias=not gammas)]
+    pool = fast_pool.MaxPool2d(2, relu=relu)
+    if gammas:
         reference.append(norm.BatchNorm2d(4, dtype=dtype))
-        reference[1].params["gamma"][...] = rng.standard_normal(4)  # negative ones too
+        gamma = np.abs(rng.standard_normal(4)) + 0.1
+        gamma[1] *= -1 if gammas == "mixed" else 1  # a negative one: the usual order then
+        reference[1].params["gamma"][...], reference[1].params["beta"][...] = gamma, rng.standard_normal(4)
         fast.append(fast_norm.BatchNorm2d(4, dtype=dtype))
+        fast_pool.defer(fast[1], pool)  # as the fast CNN wires them
     for a, b in zip(fast, reference):
         a.load_state_dict(b.state_dict())
     fast[0].pooled = True  # as the fast CNN sets it
     x = rng.standard_normal((3, c_in, side, side)).astype(dtype)
     x[0], x[1, :, :side // 2] = 0.5, -0.25  # constant regions: equal outputs, windows with ties
-    run_both(Chain(*fast, fast_pool.MaxPool2d(2, relu=relu)),
-             Chain(*reference, conv.MaxPool2d(2), *([layers.ReLU()] if relu else [])), x, dtype)
+    run_both(Chain(*fast, pool), Chain(*reference, conv.MaxPool2d(2), *([layers.ReLU()] if relu else [])), x, dtype)
     assert fast[0].pool_order == pooled
+    if gammas:  # the scale and shift went after the pooling where they could, and only there
+        assert fast[1].shifted_later == (pooled and gammas == "positive") == pool.shifted
     for a, b in zip(fast, reference):
         for name in b.grads:
             assert_equal(f"d{name}", a.grads[name], b.grads[name], dtype)
