@@ -59,8 +59,8 @@ def adopt(parser: argparse.ArgumentParser, recorded: dict, args, given: set, key
                 mine, value = per_block(mine, args.channels), per_block(value, args.channels)
             except ValueError:
                 pass  # (check_blocks below says what is wrong with the record's)
-        if k in given and mine != value and ONLY_FOR.get(k, args.model) == args.model:  # (a flag for the other model:
-            # cli.prepare says so)
+        # (a flag given for the other model is not compared: cli.prepare says it does not fit)
+        if k in given and mine != value and ONLY_FOR.get(k, args.model) == args.model:
             raise RunError(f"--{k.replace('_', '-')} {show(getattr(args, k))} contradicts {source}, which records "
                              f"{show(value)}; drop the flag")
         setattr(args, k, value)
