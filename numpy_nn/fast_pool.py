@@ -68,6 +68,11 @@ class MaxPool2d(conv.MaxPool2d):
         super().__init__(kernel_size, stride)
         self.relu, self.norm = relu, None  # norm: the batch norm before, whose scale and shift come here (defer)
 
+    @property
+    def shifted(self):
+        """Whether this step's batch norm left its scale and shift to this pooling (defer)."""
+        return self.norm is not None and self.norm.shifted_later
+
     def n_out(self, size):
         return (size - self.k) // self.stride + 1
 
@@ -78,6 +83,7 @@ class MaxPool2d(conv.MaxPool2d):
     def forward(self, x):
         xp, slabs = array_module(x), x.ndim == 6  # slabs: (N, 2, 2, Ho, Wo, C) in pooling order
         assert not slabs or self.k == self.stride == 2, "pooling order is for 2 x 2 windows"
+        assert slabs or not self.shifted, "a batch norm defers its scale and shift only on slabs"
         xt = x if slabs else channels_last(x)                                         # (N, H, W, C)
         self.x_shape, n, c = xt.shape, len(xt), xt.shape[-1]
         self.in_hw = h, w = (2 * xt.shape[3], 2 * xt.shape[4]) if slabs else xt.shape[1:3]  # the image's sides
@@ -89,7 +95,7 @@ class MaxPool2d(conv.MaxPool2d):
                                                                    xp.empty((n, h, wo, c), np.uint8))
         self.won = xp.empty((n, 3, ho, wo, c), bool) if slabs else None
         across, down = self.taps(w), self.taps(h)
-        norm = self.norm if slabs and self.norm is not None and self.norm.shifted_later else None
+        norm = self.norm if self.shifted else None
         if norm is not None:  # the maxima of centered values kept, then scaled and shifted (defer)
             self.peaks = xp.empty_like(out)
             scale_t, beta_t = xp.tile(norm.scale, wo), xp.tile(norm.params["beta"], wo)   # rows of Wo pixels
@@ -109,7 +115,6 @@ class MaxPool2d(conv.MaxPool2d):
             if self.relu:
                 xp.maximum(out[s], 0, out=out[s])
         parallel(block, blocks(n, 2 * xt[0].nbytes, xp))  # reads an image, writes half of one and a byte each
-        self.shifted = norm is not None
         self.out = out if self.relu else None  # (N, Ho, Wo, C): where it is positive, the ReLU's gradient passes
         return nchw(out)
 
@@ -139,10 +144,9 @@ class MaxPool2d(conv.MaxPool2d):
             drows = blank((len(dx[s]), h, dt.shape[2], c), dout.dtype)                   # (block, H, Wo, C)
             self.route(xp, d, self.rows_max[s], down, drows, overlapping)
             self.route(xp, drows, self.cols_max[s], across, dx[s], overlapping)
+        sums = (total if self.shifted else parallel)(block, blocks(len(dx), 2 * dx[0].nbytes, xp))
         if self.shifted:
-            self.norm.handed = total(block, blocks(len(dx), 2 * dx[0].nbytes, xp))
-        else:
-            parallel(block, blocks(len(dx), 2 * dx[0].nbytes, xp))
+            self.norm.handed = sums
         return dx if slabs else nchw(dx)
 
     @staticmethod
