@@ -152,6 +152,7 @@ class Conv2d(conv.Conv2d):
         self.x_shape, self.hw = x.shape, self.out_hw(h, w)
         self.pool_order = self.pooled and self.stride == 1 and self.k % 2 == 1 and self.hw[0] % 2 == 0 == self.hw[1] % 2
         xt, w_t = channels_last(x), self.matrix(W).T                           # (k*k*C, C_out)
+        self.x = xt  # for dW, when the backward computes dx
         shape = (n, h + 2 * p, w + 2 * p, c)  # kept for the backward (its border stays 0); unpadded, the input itself
         self.padded = reused(xp.zeros, self.padded, shape, x.dtype) if p else xt
         if "b" in self.params:
@@ -183,15 +184,22 @@ class Conv2d(conv.Conv2d):
 
         def block(worker, s):
             d = d4[s].reshape(-1, c_out)                          # (rows, C_out)
-            if need_dx:
-                spread = self.spread[s]
-                window_view(xp, spread[:, k - 1:, k - 1:], 1, st, (ho, wo), self.pool_order)[..., 0, 0, :] = d4[s]
-                xp.matmul(self.patches((worker, "dx"), spread[:, p:, p:], 1, (h, w), False), turned,
-                          out=dx[s].reshape(-1, c))
-            # this block's dW (and db, its last row) as patches.T @ dout: OpenBLAS 8-30 % faster than dout.T @ patches
-            return self.im2col(worker, s, build=False).T @ d
-        sums = total(block, blocks(n, self.image_bytes(c_out if need_dx else None), xp))  # (k*k*C [+ 1], C_out)
-        self.grads["W"][...] = nchw(sums[:k * k * c].T.reshape(c_out, k, k, c))
+            if not need_dx:  # dW (and db, its last row) as patches.T @ dout: OpenBLAS 8-30 % faster than dout.T @ patches
+                return self.im2col(worker, s, build=False).T @ d
+            spread = self.spread[s]
+            window_view(xp, spread[:, k - 1:, k - 1:], 1, st, (ho, wo), self.pool_order)[..., 0, 0, :] = d4[s]
+            cols = self.patches((worker, "dx"), spread[:, p:, p:], 1, (h, w), False)  # a row per input pixel
+            xp.matmul(cols, turned, out=dx[s].reshape(-1, c))
+            # dW from the same patches: W[o, c, i, j] meets x[y, x, c] where dout[y + p - i, x + p - j, o] sits,
+            # spread[y + p + (k-1-i), x + p + (k-1-j), o], so cols.T @ x gives dW turned, no patches of x to build
+            return cols.T @ self.x[s].reshape(-1, c), d.sum(0) if "b" in self.grads else 0
+        sums = total(block, blocks(n, self.image_bytes(c_out if need_dx else None), xp))
+        if need_dx:  # ((k, k, C_out) turned, C) and C_out
+            sums, db = sums
+            self.grads["W"][...] = sums.reshape(k, k, c_out, c)[::-1, ::-1].transpose(2, 3, 0, 1)
+        else:  # (k*k*C [+ 1], C_out)
+            sums, db = sums[:k * k * c], sums[k * k * c:]
+            self.grads["W"][...] = nchw(sums.T.reshape(c_out, k, k, c))
         if "b" in self.grads:
-            self.grads["b"][...] = sums[-1]
+            self.grads["b"][...] = db.reshape(-1)
         return nchw(dx) if need_dx else None
