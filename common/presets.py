@@ -35,7 +35,8 @@ PRESETS = {
     # 0.0426 / 98.66 % with 20 % warm-up, 0.0433 / 98.69 % with batches of 128, within noise, and betas 0.9,0.99
     # worse (0.049, 98.46 %, 3 seeds). Unpadded against "same" padding (seed 1): 98.50 vs 98.72 % in 1 epoch, 98.92
     # vs 98.96 % in 2, in 0.63x the time. On all 60,000 (5 seeds): numpy_nn 99.05 +- 0.08 % in 6.7 s of training,
-    # pytorch_nn 99.01 +- 0.04 % in 4.3 s (the anchor: 99.04 +- 0.07 % over 30 runs); --epochs 2: 99.24 / 99.33 %
+    # pytorch_nn 99.01 +- 0.04 % in 4.3 s (Intel Xeon); 99.07 +- 0.11 % in 7.0 s and 99.04 +- 0.10 % in 4.9 s (AMD
+    # EPYC, AVX-512) (the anchor: 99.04 +- 0.07 % over 30 runs); --epochs 2: 99.24 / 99.33 %
     # (seed 1) in 16.1 / 8.3 s. The previous preset, "same" padding and 2 epochs: 99.21 % in 26.9 s for numpy_nn.
     "cnn-fast": dict(model="cnn", channels=(24, 32), kernel_size=(5, 3), padding="valid", hidden=(256,),
                      batch_norm=False, dropout=0.0, optimizer="adam", betas=(0.7, 0.9), lr=1e-2, weight_decay=0.0,

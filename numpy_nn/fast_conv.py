@@ -74,11 +74,10 @@ def reused(make, buf, shape, dtype):
 
 class Conv2d(conv.Conv2d):
     """numpy_nn.conv.Conv2d, channels-last inside, block by block on the thread pool: each block's patch
-    matrix built in its worker's buffer (by patch) and multiplied while in cache, and built again by the
-    backward; for one input channel built by offset into one matrix for the batch, which the backward reads
-    back. The backward's dx is one product on dout's patches, the kernel turned half a turn, and dW another on
-    the same patches. Into a 2 x 2
-    pooling, the output in pooling order (pooled)."""
+    matrix built in its worker's buffer (by patch) and multiplied while in cache; for one input channel built
+    by offset into one matrix for the batch. The backward's dx is one product on dout's patches, the kernel
+    turned half a turn, and dW another on the same patches; without dx (the first layer), dW is x's patches
+    times dout, built again or read back. Into a 2 x 2 pooling, the output in pooling order (pooled)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
