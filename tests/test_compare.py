@@ -219,15 +219,16 @@ def test_stored_runs_are_reused_and_a_crash_loses_only_the_run_in_progress(mnist
 
 def test_ctrl_c_on_the_command_line(mnist_dir, tmp_path):
     """The real CLI, Ctrl-C once the first run is stored: exit code 130, the one line that says what is kept, and
-    nothing else (no traceback; no multiprocessing warning about the stopped worker's semaphores). Two optimizer
-    runs follow the first, so that the Ctrl-C lands mid-work even when this test's process is slow to see it."""
-    argv = [sys.executable, "compare.py", "--quick", "--only", "numpy", "--optimizers", "sgd,adam", "--batch-sizes", "",
+    nothing else (no traceback; no multiprocessing warning about the stopped worker's semaphores)."""
+    argv = [sys.executable, "compare.py", "--quick", "--only", "numpy", "--optimizers", "", "--batch-sizes", "",
             "--threads", "1", "--data-dir", str(mnist_dir), "--out", str(tmp_path)]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's default handling in the child, as a terminal gives it: a test runner started in the background has
+    # SIGINT ignored, and a Python started that way never turns it into KeyboardInterrupt
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list((tmp_path / "runs").glob("*/result.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert proc.poll() is None, "compare.py ended before its first run was seen stored: nothing to interrupt"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("compare:")]
