@@ -198,12 +198,12 @@ class Conv2d(conv.Conv2d):
             # spread[y + p + (k-1-i), x + p + (k-1-j), o], so cols.T @ x gives dW turned, no patches of x to build
             return cols.T @ self.x[s].reshape(-1, c), d.sum(0) if "b" in self.grads else 0
         sums = total(block, blocks(n, self.image_bytes(c_out if need_dx else None), xp))
-        if need_dx:  # ((k, k, C_out) turned, C) and C_out
-            sums, db = sums
-            self.grads["W"][...] = sums.reshape(k, k, c_out, c)[::-1, ::-1].transpose(2, 3, 0, 1)
-        else:  # (k*k*C [+ 1], C_out)
-            sums, db = sums[:k * k * c], sums[k * k * c:]
-            self.grads["W"][...] = nchw(sums.T.reshape(c_out, k, k, c))
+        if need_dx:  # dW turned, ((k, k, C_out), C), and db
+            dw, db = sums
+            self.grads["W"][...] = dw.reshape(k, k, c_out, c)[::-1, ::-1].transpose(2, 3, 0, 1)
+        else:  # (k*k*C [+ 1], C_out): dW's rows, then db's
+            dw, db = sums[:k * k * c], sums[k * k * c:]
+            self.grads["W"][...] = nchw(dw.T.reshape(c_out, k, k, c))
         if "b" in self.grads:
             self.grads["b"][...] = db.reshape(-1)
         return nchw(dx) if need_dx else None
