@@ -152,14 +152,16 @@ def replace_outputs(tmp: Path, out: Path) -> None:
         shutil.move(str(f), out / f.name)
 
 
-def stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # the same way out as Ctrl-C: stored runs stay, the run in progress is dropped
+def stop(signum, frame):
+    """Ctrl-C or SIGTERM: stored runs stay, the run in progress is dropped. Installed for SIGINT too, as train.py's
+    handler is: a Python started with SIGINT ignored (a job started in the background) would never raise it."""
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     store = Store(args.out / "runs", fresh=args.fresh)
     try:
         check_folder(args.out, "--out", "the report")
@@ -209,7 +211,8 @@ def main(argv=None) -> int:
               f"from them (--fresh starts over)", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     report = args.out / ("sweep.md" if args.sweep else "comparison.md")
     print(report.read_text().split("\n## ")[1].split("\n![")[0].strip())
     print(f"\nwrote {args.out}/ in {time.perf_counter() - start:.0f} s" + (f" ({store.reused} runs reused)" if store.reused else ""))

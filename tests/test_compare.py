@@ -222,10 +222,7 @@ def test_ctrl_c_on_the_command_line(mnist_dir, tmp_path):
     nothing else (no traceback; no multiprocessing warning about the stopped worker's semaphores)."""
     argv = [sys.executable, "compare.py", "--quick", "--only", "numpy", "--optimizers", "", "--batch-sizes", "",
             "--threads", "1", "--data-dir", str(mnist_dir), "--out", str(tmp_path)]
-    # Ctrl-C's default handling in the child, as a terminal gives it: a test runner started in the background has
-    # SIGINT ignored, and a Python started that way never turns it into KeyboardInterrupt
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "runs").glob("*/result.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
