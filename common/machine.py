@@ -54,6 +54,26 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def idle_polling() -> str | None:
+    """How long an idle core of this virtual machine polls for work before it halts ("halt polling 200 us"), or None
+    where the guest has no haltpoll idle driver. Waking a halted virtual core takes the host 30-90 us (one
+    thread waking another, measured on a 2-core VM: 73 us round trip halting at once, 13 us polling 200 us, the
+    Linux default); numpy_nn's pool of threads wakes one about twice per parallel pass, 25 passes a cnn step,
+    where torch's OpenMP threads spin in C (ANALYSIS.md, section 6). A speed figure from a VM names it."""
+    with contextlib.suppress(OSError, ValueError):
+        cpuidle = Path("/sys/devices/system/cpu/cpuidle")
+        if (cpuidle / "current_driver").read_text().strip() == "haltpoll":
+            ns = int(Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns").read_text())
+            return f"halt polling {ns // 1000} us"
+    return None
+
+
+def cpu_label() -> str:
+    """What a speed figure is labelled with: the CPU's name, and on a VM how long its idle cores poll."""
+    idle = idle_polling()
+    return f"{cpu_name()}, {idle}" if idle else cpu_name()
+
+
 def environment(**extra) -> dict:
     """Versions and machine facts for a report; extra adds the trainer's own (threads, device)."""
     def version(pkg):
@@ -68,6 +88,7 @@ def environment(**extra) -> dict:
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cores": default_threads(),
+        "idle": idle_polling(),
         **extra,
     }
 
