@@ -188,7 +188,7 @@ def main(argv=None) -> int:
             header = ["# numpy_nn vs pytorch_nn on MNIST\n",
                       f"Reproduce: `{('python compare.py ' + shlex.join(argv)).strip()}`\n",
                       f"Network: {architecture.describe(args)}\n",
-                      f"Machine: {env['cpu']}{', ' + env['idle'] if env['idle'] else ''}, {env['cores']} cores, {args.threads} threads; Python {env['python']}, "
+                      f"Machine: {machine.cpu_label()}, {env['cores']} cores, {args.threads} threads; Python {env['python']}, "
                       f"NumPy {env['numpy']}, PyTorch {env['torch']}. Wall time {time.perf_counter() - start:.0f} s."
                       f"{reused}\n",
                       "Epoch times cover the training updates only (forward, loss, backward, optimizer step, "

@@ -20,8 +20,7 @@ epochs after a warm-up epoch (which for a compiled variant includes compiling; r
   pytorch_nn for-each   with --no-fused
   pytorch_nn compiled   with --compile, and with --compile --no-fused (only with this script's --compile:
                         compiling takes a minute the first time, seconds once torch's cache has it)
-ratio: each twin's median against the fastest bare loop of its own library. With two or more batch sizes, each
-twin's step as a fixed cost plus a cost per image (step_costs). --memory adds each variant's
+ratio: each twin's median against the fastest bare loop of its own library. --memory adds each variant's
 peak resident memory, one epoch in a process of its own. Speed is measured here, never asserted in a test.
 """
 import argparse
@@ -134,7 +133,7 @@ def run(opts):
                 t = time.perf_counter()
                 epochs[name](r + 1)
                 times[name].append(time.perf_counter() - t)
-        batch_rows = [{"variant": n, "batch_size": bs, "steps": args.steps_per_epoch, "median_s": statistics.median(ts), "min_s": min(ts),
+        batch_rows = [{"variant": n, "batch_size": bs, "median_s": statistics.median(ts), "min_s": min(ts),
                        "max_s": max(ts), "first_epoch_s": first[n], "gflops": flops / statistics.median(ts) / 1e9}
                       for n, ts in times.items()]
         for library, fw in (("numpy", ["numpy_nn"]), ("torch", [n for n in names if n.startswith("pytorch_nn")])):
@@ -169,22 +168,7 @@ def table(result) -> str:
     for bs in dict.fromkeys(r["batch_size"] for r in result["rows"]):
         median = {r["variant"]: r["median_s"] for r in result["rows"] if r["batch_size"] == bs}
         lines.append(f"batch {bs}: numpy_nn / pytorch_nn = {median['numpy_nn'] / median['pytorch_nn']:.2f}x")
-    lines += [f"{twin} per step: {fixed * 1e3:.2f} ms + {per_image * 1e6:.0f} us per image" for twin, (fixed, per_image)
-              in step_costs(result["rows"]).items()]
     return "\n".join(lines)
-
-
-def step_costs(rows) -> dict:
-    """{twin: (seconds, seconds per image)}: a step's fixed cost and its cost per image, the least-squares line
-    through the median steps at each batch size (at least two). Their ratio at a batch size is the twins' ratio
-    there: a fixed cost (a pool's hand-offs, Python's calls) weighs on small batches, the cost per image on large."""
-    costs = {}
-    for twin in ("numpy_nn", "pytorch_nn"):
-        points = {r["batch_size"]: r["median_s"] / r["steps"] for r in rows if r["variant"] == twin}
-        if len(points) >= 2:
-            per_image, fixed = np.polyfit(list(points), list(points.values()), 1)
-            costs[twin] = (fixed, per_image)
-    return costs
 
 
 def main(argv=None):

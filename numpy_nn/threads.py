@@ -6,6 +6,12 @@ inside each operation, so the threads run at once. This is what torch's kernels 
 (pytorch_nn/threads.py). Measured on 2 cores (Intel Xeon), conv2 of the cnn-fast network, batch 256: forward
 8.8 ms as whole-batch passes with two-threaded BLAS, 5.2 ms block by block on two threads; backward 23.7 and
 15.0 ms. Two threads do 1.5-1.7x the work of one here (a product, a multiplication), not 2x.
+What it costs, measured on a 2-core VM (AMD EPYC, cnn preset, batches 16-128): a step on two workers is
+7.9-8.7 ms + 395-434 us per image, on one 1.4-2.5 ms + 720-760 us. The fixed part is the threads meeting:
+each parallel pass wakes the other worker, and the threads take turns at the interpreter lock between NumPy
+calls, sleeping when it is held; a thread woke another in 30-40 us there. Fewer passes did not buy it back
+(cnn-fast's forward as one pass through all its layers took the same time): torch's OpenMP threads wait
+spinning, in C, with no such lock (ANALYSIS.md, section 6).
 """
 import os
 from concurrent.futures import ThreadPoolExecutor, wait

@@ -66,18 +66,3 @@ def test_benchmarks_take_any_network(capsys):
                 main(["--batch-sizes", sizes])
             err = capsys.readouterr().err.strip().splitlines()[-1]
             assert f"--batch-sizes: '{sizes}': {message}" in err and "lambda" not in err, err
-
-
-def test_step_costs_recover_a_fixed_cost_and_a_cost_per_image():
-    """epoch_bench's line per twin: a step of 8 ms + 0.4 ms per image (numpy_nn) and 3 ms + 0.3 ms (pytorch_nn),
-    timed as epochs of different step counts, comes back as those two figures; one batch size gives none."""
-    import epoch_bench
-    line = {"numpy_nn": (8e-3, 4e-4), "pytorch_nn": (3e-3, 3e-4)}
-    rows = [{"variant": twin, "batch_size": b, "steps": 6400 // b, "median_s": 6400 // b * (fixed + b * per_image)}
-            for twin, (fixed, per_image) in line.items() for b in (16, 64, 128)]
-    rows.append({"variant": "bare numpy", "batch_size": 64, "steps": 100, "median_s": 1.0})
-    costs = epoch_bench.step_costs(rows)
-    assert set(costs) == set(line)
-    for twin in line:
-        assert np.allclose(costs[twin], line[twin], rtol=1e-9, atol=0), (twin, costs[twin])
-    assert epoch_bench.step_costs([r for r in rows if r["batch_size"] == 64]) == {}
