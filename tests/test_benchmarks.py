@@ -66,3 +66,25 @@ def test_benchmarks_take_any_network(capsys):
                 main(["--batch-sizes", sizes])
             err = capsys.readouterr().err.strip().splitlines()[-1]
             assert f"--batch-sizes: '{sizes}': {message}" in err and "lambda" not in err, err
+
+
+def test_speed_figures_name_the_vms_idle_polling(monkeypatch, tmp_path):
+    """A VM whose idle cores halt at once runs numpy_nn's threads slower than one whose cores poll (ANALYSIS.md,
+    section 6): the label of a speed figure says which, read from the haltpoll driver's files, and is the CPU's
+    name alone where there are none."""
+    from common import machine
+    idle, poll = tmp_path / "cpuidle", tmp_path / "guest_halt_poll_ns"
+    idle.mkdir()
+    (idle / "current_driver").write_text("haltpoll\n")
+    poll.write_text("200000\n")
+    real = machine.Path
+    monkeypatch.setattr(machine, "Path", lambda p: {"/sys/devices/system/cpu/cpuidle": idle,
+                                                    "/sys/module/haltpoll/parameters/guest_halt_poll_ns": poll}
+                        .get(p, real(p)))
+    assert machine.idle_polling() == "halt polling 200 us"
+    assert machine.cpu_label() == f"{machine.cpu_name()}, halt polling 200 us"
+    poll.write_text("not a number\n")
+    assert machine.idle_polling() is None and machine.cpu_label() == machine.cpu_name()
+    (idle / "current_driver").write_text("acpi_idle\n")
+    poll.write_text("0\n")
+    assert machine.idle_polling() is None
