@@ -52,6 +52,11 @@ class BatchNorm1d(norm.BatchNorm1d):
             ones = self.ones = self.xp.ones(len(a), a.dtype)
         return ones[:len(a)] @ a
 
+    def across(self, sums, m):
+        """Per-channel sums and the values per channel over this process's images -> over the whole batch: the
+        same here; a replica process (numpy_nn/replicas.py) adds the other processes' to them."""
+        return sums, m
+
     def tiled(self, v, a):
         """(C,) -> (r*C,): a per-channel vector laid out as a row of a."""
         return self.xp.tile(v, a.shape[1] // len(v))
@@ -60,7 +65,9 @@ class BatchNorm1d(norm.BatchNorm1d):
         xp, rows = self.xp, self.to_rows(x)                     # (M/r, r*C)
         m = rows.size // len(self.running_mean)                 # values per channel
         if self.training:
-            mean = self.per_channel(total(lambda worker, s: self.column_sums(rows[s]), self.blocks(rows))) / m
+            sums = self.per_channel(total(lambda worker, s: self.column_sums(rows[s]), self.blocks(rows)))
+            sums, m = self.across(sums, m)
+            mean = sums / m
         else:
             mean = self.running_mean
         mean_t, self.centered = self.tiled(mean, rows), xp.empty_like(rows)
@@ -70,7 +77,7 @@ class BatchNorm1d(norm.BatchNorm1d):
             return xp.einsum("ij,ij->j", c, c) if self.training else 0
         squares = total(center, self.blocks(rows))
         if self.training:
-            var = self.per_channel(squares) / m
+            var = self.across(self.per_channel(squares), m)[0] / m
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -105,12 +112,13 @@ class BatchNorm1d(norm.BatchNorm1d):
         else:
             products, sums = (self.per_channel(v) for v in total(
                 lambda worker, s: (xp.einsum("ij,ij->j", d[s], self.centered[s]), self.column_sums(d[s])), self.blocks(d)))
-        dgamma[...] = products * self.inv_std
+        dgamma[...] = products * self.inv_std                   # (this process's share, in a replica)
         dbeta[...] = sums
         scale_t, dx = self.tiled(self.scale, d), xp.empty_like(d)
         if self.used_batch:
-            xhat_t = self.tiled(self.scale * self.inv_std * dgamma / m, d)
-            shift_t = self.tiled(self.scale * dbeta / m, d)
+            (products, sums), m = self.across(xp.stack([products, sums]), m)  # (over the whole batch)
+            xhat_t = self.tiled(self.scale * self.inv_std * (products * self.inv_std) / m, d)
+            shift_t = self.tiled(self.scale * sums / m, d)
 
         def gradient(worker, s):
             xp.multiply(d[s], scale_t, out=dx[s])

@@ -9,6 +9,7 @@ import numpy as np
 from common import cli, resume
 from common.errors import RunError
 from common.flags import numpy_flags as add_flags
+from numpy_nn import replicas
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import build
 from numpy_nn.optim import lr_at, make_optimizer, onecycle_lr
@@ -44,6 +45,7 @@ class Trainer:
         self.epoch, self.steps, self.per_batch = 0, 0, args.schedule == "onecycle"
         if self.per_batch:
             self.opt.lr = self.onecycle(0)
+        self.replicas = None  # numpy_nn/replicas.py: a CNN's batch shared over processes, from the first step
         self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common/loop.py)
         self.to_host = np.asarray if self.xp is np else self.xp.asnumpy
 
@@ -51,14 +53,20 @@ class Trainer:
         return self.xp.asarray(x), self.xp.asarray(y)
 
     def train_step(self, x, y):
-        logits = self.model.forward(x)                        # (N, 10)
-        loss, dlogits = softmax_cross_entropy(logits, y)
-        self.model.backward(dlogits)                          # fills model.grads
+        if self.replicas is None and replicas.available(self.args, self.xp) and len(x) >= self.args.threads:
+            self.replicas = replicas.Replicas(self, x.shape[1:], self.args.batch_size)  # (the first step forks them)
+        shared = self.replicas.forward_backward(x, y) if self.replicas else None  # a slice of it in each process
+        if shared is None:
+            logits = self.model.forward(x)                    # (N, 10)
+            loss, dlogits = softmax_cross_entropy(logits, y)
+            self.model.backward(dlogits)                      # fills model.grads
+            correct = (logits.argmax(axis=1) == y).sum()
+        else:
+            loss, correct = shared
         self.opt.step()                                       # updates model.params in place
         if self.per_batch:                                    # a schedule stepped per batch (onecycle)
             self.steps += 1
             self.opt.lr = self.onecycle(self.steps)
-        correct = (logits.argmax(axis=1) == y).sum()
         return (float(loss), int(correct)) if self.sync_every_step else (loss, correct)
 
     def host(self, values):
