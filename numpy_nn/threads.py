@@ -11,7 +11,9 @@ What it costs, measured on a 2-core VM (AMD EPYC, cnn preset, batches 16-128): a
 each parallel pass wakes the other worker, and the threads take turns at the interpreter lock between NumPy
 calls, sleeping when it is held; a thread woke another in 30-40 us there. Fewer passes did not buy it back
 (cnn-fast's forward as one pass through all its layers took the same time): torch's OpenMP threads wait
-spinning, in C, with no such lock (ANALYSIS.md, section 6).
+spinning, in C, with no such lock (ANALYSIS.md, section 6). So a CNN's training step shares its batch over
+processes instead (replicas.py), one thread in each; the pool serves evaluation, and training where replicas
+do not apply (the reference kernels, a system without fork).
 """
 import os
 from concurrent.futures import ThreadPoolExecutor, wait
