@@ -17,6 +17,7 @@ from this process to the replicas through shared memory; a replica that fails or
 one line, and a replica whose parent dies is killed with it (Linux's parent-death signal).
 """
 import ctypes
+import mmap
 import os
 import platform
 import signal
@@ -46,7 +47,6 @@ def available(args, xp) -> bool:
 
 def shared(shape, dtype):
     """A zeroed array in memory that a forked child shares with its parent (an anonymous shared mapping)."""
-    import mmap
     n = int(np.prod(shape))
     return np.frombuffer(mmap.mmap(-1, max(n * np.dtype(dtype).itemsize, 8)), dtype, n).reshape(shape)
 
@@ -66,12 +66,12 @@ class Replicas:
         self.x = shared((max_batch, *image_shape), model.flat_params.dtype)
         self.y = shared((max_batch,), np.int64)
         self.params = shared(model.flat_params.shape, model.flat_params.dtype)
-        self.grads = shared((n, *model.flat_grads.shape), model.flat_grads.dtype)
+        self.grads = shared((n - 1, *model.flat_grads.shape), model.flat_grads.dtype)  # replica r's in row r - 1
         self.slots = shared((2, n, width), np.float64)  # the norms' sums, double-buffered (see across)
         self.seq = shared((n,), np.int64)               # each process's count of sums published
         self.step_no = shared((3,), np.int64)           # [step, batch size, stop]
-        self.done = shared((n,), np.int64)              # the step each replica finished
-        self.results = shared((n, 2), np.float64)       # its loss share and its correct count
+        self.done = shared((n - 1,), np.int64)          # the step each replica finished
+        self.results = shared((n - 1, 2), np.float64)   # its loss share and its correct count
         self.error = shared((MESSAGE,), np.uint8)
         self.published, self.pids = 0, []
         for layer in norms:
@@ -92,23 +92,24 @@ class Replicas:
         batch of fewer images than processes, which this process then runs alone (the replicas only draw the
         dropout masks it draws, to stay on its stream)."""
         n = len(x)
-        self.params[...] = self.model.flat_params
-        self.x[:n], self.y[:n] = x, y
+        if n >= self.n:  # (a lone batch needs neither: the replicas only draw masks)
+            self.params[...] = self.model.flat_params
+            self.x[:n], self.y[:n] = x, y
         self.step_no[1] = n
         self.step_no[0] += 1                      # the replicas start
         step = self.step_no[0]
         if n < self.n:
-            self.wait(lambda: all(self.done[1:] == step))
+            self.wait(lambda: all(self.done == step))
             return None
         self.active = True
         try:
             loss, correct = self.run_slice(0, x, y)
         finally:
             self.active = False
-        self.wait(lambda: all(self.done[1:] == step))
-        for grads in self.grads[1:]:
+        self.wait(lambda: all(self.done == step))
+        for grads in self.grads:
             self.model.flat_grads += grads
-        return loss + self.results[1:, 0].sum(), correct + int(self.results[1:, 1].sum())
+        return loss + self.results[:, 0].sum(), correct + int(self.results[:, 1].sum())
 
     def run_slice(self, rank, x, y):
         """The forward and backward of this process's rows of the batch: its share of the mean loss."""
@@ -193,9 +194,9 @@ class Replicas:
                         layer.rng.skip(n)
                 else:
                     self.model.flat_params[...] = self.params
-                    self.results[rank] = self.run_slice(rank, self.x[:n], self.y[:n])
-                    self.grads[rank] = self.model.flat_grads
-                self.done[rank] = seen
+                    self.results[rank - 1] = self.run_slice(rank, self.x[:n], self.y[:n])
+                    self.grads[rank - 1] = self.model.flat_grads
+                self.done[rank - 1] = seen
         except BaseException as e:
             text = f"{type(e).__name__}: {' '.join(str(e).split())}".encode()[:MESSAGE - 1]
             self.error[:len(text)] = np.frombuffer(text, np.uint8)
@@ -208,12 +209,13 @@ class Rows:
     process would, and hands back this process's rows of it, so that every process stays on the same stream."""
 
     def __init__(self, rng):
-        self.rng, self.rows, self.batch, self.drawn = rng, slice(None), None, None
+        self.rng, self.rows, self.batch, self.drawn = rng, None, None, None  # batch None: not sharing one
 
     def random(self, shape, dtype):
         whole = shape if self.batch is None else (self.batch, *shape[1:])
         self.drawn = whole[1:], dtype
-        return self.rng.random(whole, dtype=dtype)[self.rows if self.batch is not None else slice(None)]
+        mask = self.rng.random(whole, dtype=dtype)
+        return mask if self.batch is None else mask[self.rows]
 
     def skip(self, n):
         """Draw what the parent draws for a batch of n it runs alone (the features as last drawn)."""

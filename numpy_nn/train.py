@@ -45,7 +45,8 @@ class Trainer:
         self.epoch, self.steps, self.per_batch = 0, 0, args.schedule == "onecycle"
         if self.per_batch:
             self.opt.lr = self.onecycle(0)
-        self.replicas = None  # numpy_nn/replicas.py: a CNN's batch shared over processes, from the first step
+        self.replicas = None  # numpy_nn/replicas.py: a CNN's batch shared over processes, forked at the first step
+        self.shares = replicas.available(args, self.xp)  # (decided once, not every step)
         self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common/loop.py)
         self.to_host = np.asarray if self.xp is np else self.xp.asnumpy
 
@@ -53,7 +54,7 @@ class Trainer:
         return self.xp.asarray(x), self.xp.asarray(y)
 
     def train_step(self, x, y):
-        if self.replicas is None and replicas.available(self.args, self.xp) and len(x) >= self.args.threads:
+        if self.shares and self.replicas is None and len(x) >= self.args.threads:
             self.replicas = replicas.Replicas(self, x.shape[1:], self.args.batch_size)  # (the first step forks them)
         shared = self.replicas.forward_backward(x, y) if self.replicas else None  # a slice of it in each process
         if shared is None:
