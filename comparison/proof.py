@@ -2,12 +2,15 @@
 
 Three lockstep runs from the same initial weights on the same batches: float64 without dropout (the twins
 agree to float64 rounding), float32 without dropout (to float32 rounding, drifting as training amplifies it)
-and float32 with dropout (the masks come from different generators: the runs part at once). Then one float64
+and float32 with dropout (the masks come from different generators: the runs part at once). A CNN's float64 run
+has a control beside it: numpy_nn's reference kernels in the same lockstep, two correct implementations of one
+network that differ only in the order of their sums, to show how far training carries rounding alone. Then one float64
 batch, every gradient numpy_nn's backward computes against torch autograd's, and the weight interchange:
 each twin's trained model evaluated by the other.
 """
 from __future__ import annotations
 
+import argparse
 import itertools
 
 import numpy as np
@@ -20,6 +23,7 @@ from comparison.runs import parse_run_args, trainer_module
 from comparison.tables import markdown_table, write_csv
 
 STEPS, SUBSET = 120, 2048  # >= 100 steps on a 2,048-image training subset: a few seconds for the MLP
+CONTROL = "control: float64, numpy_nn's reference kernels against its fast kernels"
 EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
 
 
@@ -79,15 +83,29 @@ def gradients(np_trainer, pt_trainer, x, y) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def proof_job(argv: list[str]) -> dict:
+def control(args, trainer):
+    """numpy_nn with its reference kernels, from the trainer's weights: the float64 run's control (a CNN's only:
+    an MLP's two kernel sets compute the same sums). Batch norm sums each channel over N*H*W values (147,456 for
+    cnn-fast's conv1 at batch 256): summed in another order, its statistics part in the 13th digit (measured: the
+    twins' conv1 outputs equal to the bit, conv1_bn's 8e-13 apart), and a high learning rate amplifies that."""
+    if args.model != "cnn":
+        return []
+    reference = trainer_module("numpy").Trainer(argparse.Namespace(**{**vars(args), "kernels": "reference"}))
+    reference.load_weights(trainer.weights())
+    return [reference]
+
+
+def proof_job(argv: list[str], steps_per_case: int = STEPS) -> dict:
     """Everything the section shows, computed in a worker process with both twins on the CPU."""
     base = parse_run_args(None, "cpu", argv)
     steps = []
     for case, override in cases(base).items():
         args, a, b, data = twins(argv, **override)
-        losses = lockstep([a, b], data, args)
-        steps += [{"case": case, "step": i + 1, "loss_numpy": la, "loss_pytorch": lb, "rel_diff": abs(la - lb) / lb}
-                  for i, (la, lb) in enumerate(losses.T)]
+        extra = control(args, a) if args.dtype == "float64" else []
+        losses = lockstep([a, b, *extra], data, args, steps_per_case)
+        steps += [{"case": case, "step": i + 1, "loss_numpy": la, "loss_pytorch": lb, "rel_diff": abs(la - lb) / lb,
+                   **({"loss_numpy_reference": lr[0], "rel_diff_kernels": abs(la - lr[0]) / lr[0]} if extra else {})}
+                  for i, (la, lb, *lr) in enumerate(losses.T)]
     args, a, b, data = twins(argv, dtype="float64", dropout=0.0, input_dropout=0.0)
     xb, yb = next(data_loader.batches(data.x_train, data.y_train, args.batch_size, args.seed, 0))
     return {"steps": pd.DataFrame(steps), "gradients": gradients(a, b, xb, yb),
@@ -117,6 +135,10 @@ def plot_parity(steps: pd.DataFrame, path):
         exact = int((g["rel_diff"] == 0).sum())
         ax.plot(g["step"], g["rel_diff"].where(g["rel_diff"] > 0), ".-", color=c, markersize=3, linewidth=0.8,
                 label=case + (f" ({exact} step{'s' * (exact > 1)} exactly equal, not drawn)" if exact else ""))
+    if "rel_diff_kernels" in steps:
+        g = steps.dropna(subset=["rel_diff_kernels"])
+        ax.plot(g["step"], g["rel_diff_kernels"].where(g["rel_diff_kernels"] > 0), "--", color="gray", linewidth=0.8,
+                label=CONTROL)
     for name, eps in EPS.items():
         ax.axhline(eps, color="gray", linestyle=":", linewidth=1)
         ax.text(steps["step"].max(), eps * 0.45, f"{name} machine epsilon {eps:.1e}", fontsize=7, color="gray",
@@ -136,12 +158,20 @@ def section(result: dict, interchange: pd.DataFrame | None, out) -> list[str]:
     write_csv(steps, out / "parity.csv")
     plot_parity(steps, out / "parity.png")
     summary = steps.groupby("case", sort=False)["rel_diff"].agg(["median", "max"]).reset_index()
+    if "rel_diff_kernels" in steps:
+        kernels = steps["rel_diff_kernels"].dropna()
+        summary.loc[len(summary)] = [CONTROL, kernels.median(), kernels.max()]
     summary.columns = ["case", "median relative loss difference", "max relative loss difference"]
     lines = ["## The twins are one network\n",
-             f"Measured in this run: both twins from the same initial weights (seed 1), {STEPS} steps of "
+             f"Measured in this run: both twins from the same initial weights (seed 1), {steps['step'].max()} steps of "
              f"{result['optimizer']} (lr {result['lr']:g}, held) on the same batches of {result['batch_size']} from "
              f"a {SUBSET:,}-image training subset. Per-step numbers: parity.csv.\n",
-             markdown_table(summary), "", "![parity](parity.png)\n",
+             markdown_table(summary), "",
+             *(["The control: numpy_nn against itself in the float64 lockstep, its reference kernels against its fast "
+                "ones (the same math, its sums in another order). It measures how far this network and learning rate "
+                "carry rounding alone, step by step: twins that drift about as far differ by rounding, not by "
+                "math.\n"] if "rel_diff_kernels" in steps else []),
+             "![parity](parity.png)\n",
              "One float64 batch, numpy_nn's hand-written backward against torch autograd (relative = largest "
              "difference / largest entry of the tensor):\n", markdown_table(result["gradients"]), ""]
     if interchange is not None:

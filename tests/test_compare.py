@@ -124,6 +124,7 @@ def test_the_report_shows_the_twins_are_one_network(quick):
     assert list(by_case.size()) == [120, 120, 120]
     f64, f32, dropout = by_case.max()
     assert f64 < 1e-13 and 1e-9 < f32 < 1e-4 and dropout > 1e-3
+    assert "rel_diff_kernels" not in steps  # an MLP's kernels sum alike: no control
     report = (out / "comparison.md").read_text()
     assert "## The twins are one network" in report and "![parity](parity.png)" in report
     grads = report.split("| tensor |")[1].split("\n\n")[0]
@@ -285,3 +286,19 @@ def test_a_recipe_with_a_per_batch_schedule_fits_every_part_of_the_report(mnist_
     assert run_args.schedule == "constant" and run_args.epochs * run_args.steps_per_epoch < 20
     losses = proof.lockstep([a, b], data, run_args, steps=20)
     assert abs(losses[0] - losses[1]).max() / losses[1].max() < 1e-9
+
+
+def test_a_cnn_proof_runs_numpy_nn_reference_kernels_beside_the_twins_as_a_control(mnist_dir, tmp_path):
+    """A CNN's float64 lockstep carries numpy_nn with its reference kernels: rounding apart from the fast ones and
+    never exactly equal (they sum in another order), in parity.csv, the table and the figure; float32 rows have none."""
+    from comparison import proof
+    argv = ["--model", "cnn", "--channels", "4,8", "--hidden", "16", "--batch-norm", "--batch-size", "32",
+            "--optimizer", "adam", "--lr", "5e-3", "--data-dir", str(mnist_dir), "--threads", "1"]
+    result = proof.proof_job(argv, steps_per_case=30)
+    steps = result["steps"]
+    control = steps.loc[steps["case"] == "float64, dropout off", "rel_diff_kernels"]
+    assert len(control) == 30 and steps["rel_diff_kernels"].isna().sum() == 2 * 30
+    assert 0 < control.max() < 1e-10 and steps["rel_diff"].iloc[:30].max() < 1e-10  # batch norm: see proof.py
+    report = "\n".join(proof.section(result, None, tmp_path))
+    assert f"| {proof.CONTROL} |" in report and "30 steps of adam" in report
+    assert pd.read_csv(tmp_path / "parity.csv")["rel_diff_kernels"].notna().sum() == 30
