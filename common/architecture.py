@@ -3,6 +3,13 @@ from __future__ import annotations
 
 
 PADDINGS = ("same", "valid")  # --padding: k // 2 on each edge (28 -> 28 for odd k), or none (28 -> 28 - k + 1)
+BATCH_NORMS = ("all", "dense")  # --batch-norm: after every convolution and hidden dense layer, or the dense ones only
+
+
+def norms_at(batch_norm) -> tuple[bool, bool]:
+    """--batch-norm's value (None: none; True, from Python, is "all") -> (batch norm after each convolution, after
+    each hidden dense layer)."""
+    return batch_norm is True or batch_norm == "all", bool(batch_norm)
 
 
 def pad(kernel_size: int, padding: str = "same") -> int:
@@ -55,14 +62,15 @@ def train_flops_per_sample(args) -> int:
 def n_params(args) -> int:
     """Weights and biases of the network (batch-norm's gamma and beta included, its statistics not)."""
     n, side, c_in, n_in = 0, 28, 1, 784
+    conv_bn, dense_bn = norms_at(args.batch_norm)
     if args.model == "cnn":
         for c, k in zip(args.channels, per_block(args.kernel_size, args.channels)):
-            n += c * c_in * k ** 2 + (2 * c if args.batch_norm else c)
+            n += c * c_in * k ** 2 + (2 * c if conv_bn else c)
             side, c_in = conv_side(side, k, args.padding) // 2, c
         n_in = c_in * side * side
     sizes = [n_in, *args.hidden, 10]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        hidden_bn = args.batch_norm and i < len(sizes) - 2
+        hidden_bn = dense_bn and i < len(sizes) - 2
         n += a * b + (2 * b if hidden_bn else b)
     return n
 
@@ -79,7 +87,8 @@ def memory_needed(args) -> int:
 
 def describe(args) -> str:
     """The network in a few words, as a report's header names it."""
-    norm = ", batch norm" if args.batch_norm else ""
+    norm = {(True, True): ", batch norm", (False, True): ", batch norm in the dense layers"}.get(
+        norms_at(args.batch_norm), "")
     dense = "-".join(map(str, [*args.hidden, 10]))
     if args.model == "cnn":
         kernels = ",".join(f"{k}x{k}" for k in per_block(args.kernel_size, args.channels))

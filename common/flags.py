@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 import data_loader
-from common.architecture import PADDINGS, feature_side, per_block
+from common.architecture import BATCH_NORMS, PADDINGS, feature_side, per_block
 from common.machine import default_threads
 from common.presets import DEFAULT, PRESETS
 
@@ -116,8 +116,9 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--padding", choices=PADDINGS, default="same",
                    help="cnn: same pads each convolution's input by k // 2 (28x28 stays 28x28), valid not at all "
                         "(28x28 -> 24x24 for 5x5) (default: %(default)s)")
-    p.add_argument("--batch-norm", action="store_true",
-                   help="batch normalization after each convolution and hidden fully connected layer")
+    p.add_argument("--batch-norm", nargs="?", const="all", choices=BATCH_NORMS,
+                   help="batch normalization after each convolution and hidden fully connected layer (all, as the "
+                        "flag alone), or after the hidden fully connected layers only (dense)")
     p.add_argument("--hidden", type=sizes, help="hidden fully connected layer sizes (default: 128,64 for mlp, "
                                                 "128 for cnn)")
     p.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu", help="(default: %(default)s)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.architecture import feature_side, per_block
+from common.architecture import feature_side, norms_at, per_block
 
 
 def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
@@ -40,11 +40,11 @@ def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, i
     """The state_dict a network starts from, drawn from rng layer by layer in forward order: the convolutions
     (channels, kernel_size one side for all or one per block; none for an MLP), then the fully connected layers. A layer that batch norm follows has no bias
     (its bias is still drawn, and dropped, so that the draws do not depend on --batch-norm)."""
-    state, c_in = {}, 1
+    (conv_bn, dense_bn), state, c_in = norms_at(batch_norm), {}, 1
     for i, (c, k) in enumerate(zip(channels or (), per_block(kernel_size, channels or ())), start=1):
         W, b = init_weight(c_in * k ** 2, c, rng, init, dtype)  # fan-in C*k*k, as torch counts it
         state[f"conv{i}.weight"] = np.ascontiguousarray(W.T).reshape(c, c_in, k, k)
-        state.update(batch_norm_state(f"conv{i}_bn", c, dtype) if batch_norm else {f"conv{i}.bias": b})
+        state.update(batch_norm_state(f"conv{i}_bn", c, dtype) if conv_bn else {f"conv{i}.bias": b})
         c_in = c
     if channels:
         n_in = c_in * feature_side(channels, kernel_size, padding) ** 2
@@ -52,7 +52,7 @@ def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, i
     for i, (a, b_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         W, b = init_weight(a, b_out, rng, init, dtype)
         state[f"fc{i}.weight"] = np.ascontiguousarray(W.T)  # torch's (out, in)
-        hidden_bn = batch_norm and i < len(sizes) - 1
+        hidden_bn = dense_bn and i < len(sizes) - 1
         state.update(batch_norm_state(f"fc{i}_bn", b_out, dtype) if hidden_bn else {f"fc{i}.bias": b})
     return state
 

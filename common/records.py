@@ -12,6 +12,8 @@ from common.flags import ONLY_FOR, check_blocks, show
 ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "out", "checkpoint_every", "evaluate", "save_model")
 # Flags added after files were written, with the value an older file's run had: its record lacks them.
 ADDED = {"padding": "same"}
+# Values older files recorded for a flag that now takes others: --batch-norm was on or off.
+RENAMED = {"batch_norm": {True: "all", False: None}}
 
 
 def recorded_value(parser: argparse.ArgumentParser, key: str, value, source):
@@ -19,6 +21,8 @@ def recorded_value(parser: argparse.ArgumentParser, key: str, value, source):
     foreign record is refused in one line instead of building a network nobody asked for."""
     action = next(a for a in parser._actions if a.dest == key)
     flag = action.option_strings[-1]
+    if isinstance(value, bool) and key in RENAMED:
+        value = RENAMED[key][value]
 
     def refuse(why):
         remedy = (f"give {flag} to use another value" if key in ENVIRONMENT else

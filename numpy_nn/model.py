@@ -1,7 +1,7 @@
 """The networks as ordered lists of named layers: forward in order, backward in reverse."""
 import numpy as np
 
-from common.architecture import feature_side, pad, per_block
+from common.architecture import feature_side, norms_at, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
 from numpy_nn import conv, fast_conv, fast_layers, fast_norm, fast_pool, layers as plain, norm
@@ -89,14 +89,14 @@ class Sequential:
 
 def dense(sizes, activation, dropout, batch_norm, mask_rng, dtype, xp, kernels, units=plain) -> dict:
     """Fully connected layers sizes[0] -> ... -> sizes[-1]; each hidden one followed by batch norm (if
-    asked, and then no bias before it), the activation and dropout. Named fc1, fc1_bn, fc1_relu, fc1_drop,
+    batch_norm asks it there, and then no bias before it), the activation and dropout. Named fc1, fc1_bn, fc1_relu, fc1_drop,
     fc2, ... as in pytorch_nn. units: the module of Linear and the activations."""
-    layers, norms = {}, KERNELS[kernels][2]
+    layers, norms, normalized = {}, KERNELS[kernels][2], norms_at(batch_norm)[1]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         hidden = i < len(sizes) - 1
-        layers[f"fc{i}"] = units.Linear(a, b, dtype=dtype, xp=xp, bias=not (hidden and batch_norm))
+        layers[f"fc{i}"] = units.Linear(a, b, dtype=dtype, xp=xp, bias=not (hidden and normalized))
         if hidden:
-            if batch_norm:
+            if normalized:
                 layers[f"fc{i}_bn"] = norms.BatchNorm1d(b, dtype=dtype, xp=xp)
             layers[f"fc{i}_{activation}"] = units.ACTIVATIONS[activation]()
             if dropout > 0:
@@ -132,11 +132,12 @@ class CNN(Sequential):
                  batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast", padding="same"):
         rng, mask_rng = generators(seed, xp)
         (convs, pools, norms, units), layers, c_in = KERNELS[kernels], {}, 1
+        conv_bn = norms_at(batch_norm)[0]
         for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
-            layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=pad(k, padding), dtype=dtype, xp=xp, bias=not batch_norm)
+            layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=pad(k, padding), dtype=dtype, xp=xp, bias=not conv_bn)
             if kernels == "fast":  # the pooling comes next (batch norm, between, takes any order of pixels): hand it
                 layers[f"conv{i}"].pooled = True  # the output in pooling order (fast_conv.py)
-            if batch_norm:
+            if conv_bn:
                 layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
             # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
             # and the activation then touches a quarter of the values; the fast kernels do both in one pass
@@ -145,7 +146,7 @@ class CNN(Sequential):
             else:
                 pool = layers[f"pool{i}"] = pools.MaxPool2d(2)
                 layers[f"conv{i}_{activation}"] = units.ACTIVATIONS[activation]()
-            if batch_norm and kernels == "fast":  # batch norm's scale and shift after the pooling (fast_pool.defer)
+            if conv_bn and kernels == "fast":  # batch norm's scale and shift after the pooling (fast_pool.defer)
                 pools.defer(layers[f"conv{i}_bn"], pool)
             c_in = c
         layers["flatten"] = Flatten()

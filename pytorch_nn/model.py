@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from common import init
-from common.architecture import feature_side, pad, per_block
+from common.architecture import feature_side, norms_at, pad, per_block
 from pytorch_nn.conv import Conv2d, MaxPool2d
 from pytorch_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
 from pytorch_nn.norm import BatchNorm1d, BatchNorm2d
@@ -14,12 +14,12 @@ from pytorch_nn.norm import BatchNorm1d, BatchNorm2d
 
 def dense(sizes, activation, dropout, batch_norm) -> dict:
     """numpy_nn.model.dense, the same layers under the same names."""
-    layers = {}
+    layers, normalized = {}, norms_at(batch_norm)[1]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         hidden = i < len(sizes) - 1
-        layers[f"fc{i}"] = Linear(a, b, bias=not (hidden and batch_norm))
+        layers[f"fc{i}"] = Linear(a, b, bias=not (hidden and normalized))
         if hidden:
-            if batch_norm:
+            if normalized:
                 layers[f"fc{i}_bn"] = BatchNorm1d(b)
             layers[f"fc{i}_{activation}"] = ACTIVATIONS[activation]()
             if dropout > 0:
@@ -38,10 +38,10 @@ class MLP(nn.Sequential):
 class CNN(nn.Sequential):
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
                  batch_norm=False, n_out=10, padding="same"):
-        layers, c_in = {}, 1
+        layers, c_in, conv_bn = {}, 1, norms_at(batch_norm)[0]
         for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
-            layers[f"conv{i}"] = Conv2d(c_in, c, k, padding=pad(k, padding), bias=not batch_norm)
-            if batch_norm:
+            layers[f"conv{i}"] = Conv2d(c_in, c, k, padding=pad(k, padding), bias=not conv_bn)
+            if conv_bn:
                 layers[f"conv{i}_bn"] = BatchNorm2d(c)
             layers[f"pool{i}"] = MaxPool2d(2)  # before the activation, as numpy_nn (see there)
             layers[f"conv{i}_{activation}"] = ACTIVATIONS[activation]()

@@ -32,20 +32,21 @@ def test_cnn_step_by_step_parity(case, images64):
     assert int(weights["conv1_bn.num_batches_tracked"]) == args.epochs * 32
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("batch_norm", [None, "dense", "all"])
 def test_speedrun_shape_step_by_step_parity(batch_norm, images64):
-    """cnn-fast's network in small: unpadded 5x5 and 3x3 convolutions, with batch norm as the preset has it (its
-    scale and shift left to the pooling) and without (biases instead), numpy_nn's fast kernels pooling and applying
-    the ReLU in one layer; Adam with betas, onecycle stepped per batch."""
+    """cnn-fast's network in small: unpadded 5x5 and 3x3 convolutions with biases, batch norm in the dense layer
+    as the preset has it, or none, or also after each convolution (its scale and shift left to the pooling);
+    numpy_nn's fast kernels pooling and applying the ReLU in one layer; Adam with betas, onecycle stepped per batch."""
     args = with_steps(make_args(["--model", "cnn", "--channels", "4,8", "--kernel-size", "5,3", "--padding", "valid",
                                  "--hidden", "16", "--batch-size", "32", "--init", "torch", "--optimizer", "adam",
                                  "--lr", "5e-3", "--betas", "0.7,0.9", "--schedule", "onecycle",
-                                 *(["--batch-norm"] if batch_norm else [])]), images64)
+                                 *(["--batch-norm", batch_norm] if batch_norm else [])]), images64)
     numpy_run = losses_and_weights(numpy_nn.train.Trainer(args), images64, args)
     assert "pool1+conv1_relu" in numpy_run[1].model.layers
     weights = assert_lockstep("speedrun shape", numpy_run, losses_and_weights(pytorch_nn.train.Trainer(args), images64, args))
     assert weights["fc1.weight"].shape == (16, 8 * 5 * 5)  # 28 -> 24 -> 12 -> 10 -> 5
-    assert ("conv1.bias" in weights) != batch_norm and ("conv2_bn.running_var" in weights) == batch_norm
+    assert ("conv1.bias" in weights) == (batch_norm != "all") == ("conv2_bn.running_var" not in weights)
+    assert ("fc1_bn.running_var" in weights) == ("fc1.bias" not in weights) == bool(batch_norm)
 
 
 def test_cnn_cli_histories_agree(mnist_dir, tmp_path):

@@ -127,7 +127,8 @@ def with_record(path, folder, **changes):
     (dict(hidden=[32, -1]), "records --hidden [32, -1], "),
     (dict(hidden="abc"), "records --hidden 'abc', "),
     (dict(hidden=[32.5]), "records --hidden [32.5], "),
-    (dict(batch_norm="yes"), "records --batch-norm 'yes', not true or false"),
+    (dict(batch_norm="yes"), "records --batch-norm 'yes', not one of all, dense"),
+    (dict(batch_norm=True), "its tensors contradict its own record"),  # an older file's true: batch norm everywhere
     (dict(dtype="float16"), "records --dtype 'float16', not one of float32, float64"),
     (dict(activation=DROP), "its record lacks 'activation'"),
     (dict(model="cnn", channels=None), "records --model cnn with --channels None"),
@@ -140,6 +141,25 @@ def test_a_model_file_whose_record_is_wrong(impl, changes, message, model_file, 
     assert run_train(TRAINERS[impl], ["--evaluate", str(edited)], mnist_dir)[0] == 1
     err = one_line_error(capsys)
     assert str(edited) in err and message in err, err
+
+
+@pytest.mark.parametrize("impl", TRAINERS)
+def test_a_model_file_from_before_batch_norm_took_a_value(impl, model_file, mnist_dir, tmp_path, capsys):
+    """Files written when --batch-norm was on or off record true or false: false reads as none."""
+    assert run_train(TRAINERS[impl], ["--evaluate", str(with_record(model_file, tmp_path, batch_norm=False))],
+                     mnist_dir)[0] == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_a_recorded_value_goes_through_its_flags_checks():
+    """A record's values parsed as the command line's: --batch-norm's older true and false, its values now, and
+    an on-off flag's record that is not true or false."""
+    from common import flags, records
+    parser = flags.make_parser("numpy")
+    read = [records.recorded_value(parser, "batch_norm", v, "f") for v in (True, False, None, "all", "dense")]
+    assert read == ["all", None, None, "all", "dense"]
+    with pytest.raises(cli.RunError, match="f: records --nesterov 'yes', not true or false"):
+        records.recorded_value(parser, "nesterov", "yes", "f")
 
 
 def test_a_model_file_from_before_padding_was_recorded(mnist_dir, tmp_path, capsys):

@@ -46,8 +46,10 @@ def children(pid=None):
 
 
 @pytest.mark.parametrize("extra", [["--batch-norm", "--dropout", "0.5", "--limit-train", "330"],
-                                   ["--dropout", "0.5", "--limit-train", "321"]],
-                         ids=["batch-norm-dropout", "a-last-batch-of-one"])
+                                   ["--dropout", "0.5", "--limit-train", "321"],
+                                   ["--batch-norm", "dense", "--kernel-size", "5,3", "--padding", "valid",
+                                    "--limit-train", "330"]],
+                         ids=["batch-norm-dropout", "a-last-batch-of-one", "the-speedrun-shape"])
 def test_replicas_compute_what_one_process_computes(mnist_dir, extra):
     """float64, two epochs of Adam: batch norm's statistics over the whole batch (in both passes), dropout's masks
     the rows of the one-process mask, and (321 images) a last batch of one image, which the parent runs alone while
