@@ -140,6 +140,7 @@ def test_max_pool_with_relu(k, stride, side, dtype):
     (1, 5, 0, 12, True),   # conv1 of cnn-fast: one channel, unpadded, 12 -> 8 -> 4
     (1, 3, 1, 6, True),    # one channel, "same" padding
     (3, 3, 0, 8, True),    # conv2 of cnn-fast: channels, unpadded, 8 -> 6 -> 3
+    (2, 5, 1, 8, True),    # padded, yet the output smaller than the input: 8 -> 6 -> 3 (dx gathered, not scattered)
     (2, 3, 1, 5, False),   # an odd output side: handed on as usual, the pooling floors 5 -> 2
     (1, 2, 1, 5, False),   # an even kernel: its one-channel patches are not split into columns
 ])
