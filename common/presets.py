@@ -38,8 +38,9 @@ PRESETS = {
     # nothing beyond noise (0.0351-0.0355); lr 5e-3 0.0369, betas 0.9,0.99 0.0394; without batch norm, hidden 512
     # 0.0428, lr 2e-2 0.0464. On the dense layer it costs numpy_nn 0.35 ms a step; everywhere 8.7 -> 10.3-11.2 s of
     # training (seed 1, all 60,000 images, a slow hour). Earlier, without it: unpadded against "same" padding (seed 1)
-    # 98.50 vs 98.72 % in 1 epoch, 98.92 vs 98.96 % in 2, in 0.63x the time. On all 60,000 (results/cnn-fast, 5 seeds,
-    # AMD EPYC): numpy_nn 99.13 +- 0.10 % in 6.5 s of training, pytorch_nn 99.14 +- 0.08 % in 4.8 s, every seed past 99 %.
+    # 98.50 vs 98.72 % in 1 epoch, 98.92 vs 98.96 % in 2, in 0.63x the time. On all 60,000 (results/cnn-fast,
+    # 5 seeds, AMD EPYC): numpy_nn 99.13 +- 0.10 % in 6.5 s of training, pytorch_nn 99.14 +- 0.08 % in 4.8 s,
+    # every seed past 99 %.
     "cnn-fast": dict(model="cnn", channels=(24, 32), kernel_size=(5, 3), padding="valid", hidden=(256,),
                      batch_norm="dense", dropout=0.0, optimizer="adam", betas=(0.7, 0.9), lr=1e-2, weight_decay=0.0,
                      schedule="onecycle", warmup=0.3, epochs=1, batch_size=256, init="torch", val_size=0),

@@ -219,7 +219,7 @@ class Conv2d(conv.Conv2d):
         """The backward of an unpadded convolution, whose gathered dx would multiply more rows (one per input
         pixel, 144 an image for cnn-fast's conv2) than x has patches (100): per block, dout @ W gives each output
         pixel's k x k patch of dx, added onto dx at the k*k offsets (window_view, so that the pooling order needs
-        nothing else); dW (and db) from x's patches, built again, times dout."""
+        nothing else); dW (and db) from x's patches (built again; one channel's, kept by the forward) times dout."""
         xp, W, k = self.xp, self.params["W"], self.k
         (n, c, h, w), c_out = self.x_shape, len(W)
         w_mat, dx = self.matrix(W), xp.zeros((n, h, w, c), d4.dtype)

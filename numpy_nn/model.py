@@ -89,8 +89,8 @@ class Sequential:
 
 def dense(sizes, activation, dropout, batch_norm, mask_rng, dtype, xp, kernels, units=plain) -> dict:
     """Fully connected layers sizes[0] -> ... -> sizes[-1]; each hidden one followed by batch norm (if
-    batch_norm asks it there, and then no bias before it), the activation and dropout. Named fc1, fc1_bn, fc1_relu, fc1_drop,
-    fc2, ... as in pytorch_nn. units: the module of Linear and the activations."""
+    batch_norm puts it there, and then no bias before it), the activation and dropout. Named fc1, fc1_bn,
+    fc1_relu, fc1_drop, fc2, ... as in pytorch_nn. units: the module of Linear and the activations."""
     layers, norms, normalized = {}, KERNELS[kernels][2], norms_at(batch_norm)[1]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         hidden = i < len(sizes) - 1
