@@ -110,7 +110,7 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
                    help="mlp: fully connected; cnn: convolution blocks, then fully connected (default: %(default)s)")
     p.add_argument("--channels", type=sizes, help="cnn: output channels of each block (k x k convolution, batch norm "
-                                                  "with --batch-norm, activation, 2x2 max pooling) (default: 32,64)")
+                                                  "with --batch-norm all, activation, 2x2 max pooling) (default: 32,64)")
     p.add_argument("--kernel-size", type=sizes, help="cnn: convolution kernel side, one for every block or one per "
                                                      "block (e.g. 5,3) (default: 3)")
     p.add_argument("--padding", choices=PADDINGS, default="same",

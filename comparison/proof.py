@@ -129,6 +129,11 @@ def interchange_job(argv: list[str], weights: dict, predictions: dict) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def controlled(steps: pd.DataFrame) -> pd.DataFrame | None:
+    """The lockstep's steps that ran the control beside the twins (a CNN's float64 run), or None."""
+    return steps.dropna(subset=["rel_diff_kernels"]) if "rel_diff_kernels" in steps else None
+
+
 def plot_parity(steps: pd.DataFrame, path):
     """parity.png: |loss_numpy - loss_torch| / loss per step, log scale, with machine epsilons drawn."""
     fig, (ax,) = figure(1, width=7.5, height=4.4)
@@ -136,10 +141,9 @@ def plot_parity(steps: pd.DataFrame, path):
         exact = int((g["rel_diff"] == 0).sum())
         ax.plot(g["step"], g["rel_diff"].where(g["rel_diff"] > 0), ".-", color=c, markersize=3, linewidth=0.8,
                 label=case + (f" ({exact} step{'s' * (exact > 1)} exactly equal, not drawn)" if exact else ""))
-    if "rel_diff_kernels" in steps:
-        g = steps.dropna(subset=["rel_diff_kernels"])
-        ax.plot(g["step"], g["rel_diff_kernels"].where(g["rel_diff_kernels"] > 0), "--", color="gray", linewidth=0.8,
-                label=CONTROL)
+    if (control := controlled(steps)) is not None:
+        ax.plot(control["step"], control["rel_diff_kernels"].where(control["rel_diff_kernels"] > 0), "--",
+                color="gray", linewidth=0.8, label=CONTROL)
     for name, eps in EPS.items():
         ax.axhline(eps, color="gray", linestyle=":", linewidth=1)
         ax.text(steps["step"].max(), eps * 0.45, f"{name} machine epsilon {eps:.1e}", fontsize=7, color="gray",
@@ -159,9 +163,8 @@ def section(result: dict, interchange: pd.DataFrame | None, out) -> list[str]:
     write_csv(steps, out / "parity.csv")
     plot_parity(steps, out / "parity.png")
     summary = steps.groupby("case", sort=False)["rel_diff"].agg(["median", "max"]).reset_index()
-    if "rel_diff_kernels" in steps:
-        kernels = steps["rel_diff_kernels"].dropna()
-        summary.loc[len(summary)] = [CONTROL, kernels.median(), kernels.max()]
+    if (control := controlled(steps)) is not None:
+        summary.loc[len(summary)] = [CONTROL, control["rel_diff_kernels"].median(), control["rel_diff_kernels"].max()]
     summary.columns = ["case", "median relative loss difference", "max relative loss difference"]
     lines = ["## The twins are one network\n",
              f"Measured in this run: both twins from the same initial weights (seed 1), {steps['step'].max()} steps of "
@@ -171,7 +174,7 @@ def section(result: dict, interchange: pd.DataFrame | None, out) -> list[str]:
              *(["The control: numpy_nn against itself in the float64 lockstep, its reference kernels against its fast "
                 "ones (the same math, its sums in another order). It measures how far this network and learning rate "
                 "carry rounding alone, step by step: twins that drift about as far differ by rounding, not by "
-                "math.\n"] if "rel_diff_kernels" in steps else []),
+                "math.\n"] if control is not None else []),
              "![parity](parity.png)\n",
              "One float64 batch, numpy_nn's hand-written backward against torch autograd (relative = largest "
              "difference / largest entry of the tensor):\n", markdown_table(result["gradients"]), ""]

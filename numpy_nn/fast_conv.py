@@ -184,7 +184,7 @@ class Conv2d(conv.Conv2d):
         xp, W, p, k, st = self.xp, self.params["W"], self.padding, self.k, self.stride
         (n, c, h, w), c_out, (ho, wo) = self.x_shape, len(W), self.hw
         d4 = dout if self.pool_order else channels_last(dout)
-        if need_dx and p == 0 and st == 1 and h * w > ho * wo:  # unpadded: dout's patches, more rows than x's
+        if need_dx and p == 0 and st == 1 and k > 1:  # unpadded: dout's patches outnumber x's (h*w > ho*wo)
             return self.scattered(d4)
         if need_dx:  # dout spread out by the stride and padded by k-1, in a buffer whose zeros stay: dx[y, x] is
             # the sum over (i, j) of spread[y + p + i, x + p + j] @ turned[i, j], turned[i, j] = W[:, :, k-1-i, k-1-j]
