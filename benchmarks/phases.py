@@ -39,6 +39,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     data = cli.load_data(args)
+    print(*machine.forced_note(), sep="\n")
     print(f"{machine.cpu_label()}, {args.threads} threads, {args.dtype}, {' '.join(opts.model_argv) or 'default flags'}; "
           f"median microseconds per step over {opts.steps} steps")
     for bs in opts.batch_sizes:

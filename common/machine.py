@@ -69,10 +69,39 @@ def idle_polling() -> str | None:
     return None
 
 
+FORCING = ("OPENBLAS_CORETYPE", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE")  # variables that pick BLAS's kernels
+
+
+def blas() -> str:
+    """NumPy's BLAS as a speed figure names it: the library, its version and the kernels it runs ("openblas 0.3.31,
+    SkylakeX kernels"), and the environment variable that forces them when one is set ("..., Haswell kernels forced
+    by OPENBLAS_CORETYPE=Haswell"). A forced kernel can be a generation older than the CPU's own: AVX2's on an
+    AVX-512 CPU multiply at about half the speed (ANALYSIS.md), and torch's kernels ignore these variables."""
+    from threadpoolctl import threadpool_info
+    found = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    found = [i for i in found if "numpy" in i["filepath"]] or found
+    if not found:
+        return "no BLAS found"
+    info = found[0]
+    kernels = f", {info['architecture']} kernels" if info.get("architecture") else ""
+    forced = [f"{v}={os.environ[v]}" for v in FORCING if os.environ.get(v)]
+    return f"{info['internal_api']} {info['version']}{kernels}" + (f" forced by {', '.join(forced)}" if forced else "")
+
+
+def forced_note() -> list[str]:
+    """A benchmark's note, when an environment variable forces BLAS's kernels: [] when none does."""
+    forced = [v for v in FORCING if os.environ.get(v)]
+    if not forced:
+        return []
+    unset = " ".join(f"-u {v}" for v in (*forced, "OPENBLAS_L2_SIZE") if v in os.environ)
+    return [f"note: {', '.join(f'{v}={os.environ[v]}' for v in forced)} forces NumPy's BLAS kernels, which may not be "
+            f"this CPU's own (torch's ignore it); for the CPU's own: env {unset} python ..."]
+
+
 def cpu_label() -> str:
-    """What a speed figure is labelled with: the CPU's name, and on a VM how long its idle cores poll."""
+    """What a speed figure is labelled with: the CPU's name, on a VM how long its idle cores poll, and NumPy's BLAS."""
     idle = idle_polling()
-    return f"{cpu_name()}, {idle}" if idle else cpu_name()
+    return f"{cpu_name()}, {idle}; {blas()}" if idle else f"{cpu_name()}; {blas()}"
 
 
 def environment(**extra) -> dict:
@@ -90,6 +119,7 @@ def environment(**extra) -> dict:
         "cpu": cpu_name(),
         "cores": default_threads(),
         "idle": idle_polling(),
+        "blas": blas(),
         **extra,
     }
 

@@ -69,9 +69,9 @@ def test_benchmarks_take_any_network(capsys):
 
 
 def test_speed_figures_name_the_vms_idle_polling(monkeypatch, tmp_path):
-    """A VM whose idle cores halt at once runs numpy_nn's threads slower than one whose cores poll (ANALYSIS.md,
-    section 6): the label of a speed figure says which, read from the haltpoll driver's files, and is the CPU's
-    name alone where there are none."""
+    """A VM whose idle cores halt at once wakes a waiting process more slowly than one whose cores poll: the label
+    of a speed figure says which, read from the haltpoll driver's files, and names the CPU alone where there are
+    none (then the BLAS, as always)."""
     from common import machine
     idle, poll = tmp_path / "cpuidle", tmp_path / "guest_halt_poll_ns"
     idle.mkdir()
@@ -82,9 +82,28 @@ def test_speed_figures_name_the_vms_idle_polling(monkeypatch, tmp_path):
                                                     "/sys/module/haltpoll/parameters/guest_halt_poll_ns": poll}
                         .get(p, real(p)))
     assert machine.idle_polling() == "halt polling 200 us"
-    assert machine.cpu_label() == f"{machine.cpu_name()}, halt polling 200 us"
+    assert machine.cpu_label() == f"{machine.cpu_name()}, halt polling 200 us; {machine.blas()}"
     poll.write_text("not a number\n")
-    assert machine.idle_polling() is None and machine.cpu_label() == machine.cpu_name()
+    assert machine.idle_polling() is None and machine.cpu_label() == f"{machine.cpu_name()}; {machine.blas()}"
     (idle / "current_driver").write_text("acpi_idle\n")
     poll.write_text("0\n")
     assert machine.idle_polling() is None
+
+
+def test_speed_figures_name_the_blas_kernels_and_what_forces_them(monkeypatch):
+    """NumPy's BLAS by library, version and kernels in use (threadpoolctl); an OPENBLAS_CORETYPE in the environment,
+    which makes OpenBLAS run another CPU's kernels (AVX2's on an AVX-512 CPU: half the matrix-product speed), named."""
+    import threadpoolctl
+    from common import machine
+    info = [{"user_api": "blas", "internal_api": "openblas", "version": "0.3.31", "architecture": "Haswell",
+             "filepath": "/site-packages/numpy.libs/libscipy_openblas64_.so"},
+            {"user_api": "openmp", "internal_api": "openmp", "version": None, "filepath": "/torch/lib/libgomp.so"}]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: info)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert machine.blas() == "openblas 0.3.31, Haswell kernels forced by OPENBLAS_CORETYPE=Haswell"
+    assert "env -u OPENBLAS_CORETYPE" in machine.forced_note()[0]
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert machine.forced_note() == []
+    info[0]["architecture"] = "SkylakeX"
+    assert machine.blas() == "openblas 0.3.31, SkylakeX kernels"
+    assert machine.environment()["blas"] == "openblas 0.3.31, SkylakeX kernels"
