@@ -50,8 +50,8 @@ def framework(module, data, args, **switches):
 
 
 def own_blas(epoch, threads):
-    """The epoch with BLAS on --threads threads, whatever a variant built before set (numpy_nn's CNN keeps
-    BLAS on one thread, its pool doing the sharing: numpy_nn/threads.py), and that setting restored after."""
+    """The epoch with BLAS on --threads threads, whatever a variant built before set (numpy_nn's trainer gives each
+    of its processes threads / processes: numpy_nn/replicas.py), and that setting restored after."""
     def run(e):
         with threadpool_limits(threads, user_api="blas"):
             return epoch(e)
@@ -154,7 +154,7 @@ def run(opts):
 
 
 def table(result) -> str:
-    lines = [f"{result['machine']}, {result['threads']} threads, {result['model']}, float32, {result['optimizer']}, "
+    lines = [*machine.forced_note()] + [f"{result['machine']}, {result['threads']} threads, {result['model']}, float32, {result['optimizer']}, "
              f"{result['train_samples']} images/epoch, median of {result['repeats']}; "
              f"matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s",
              f"{'variant':28s} {'batch':>5s} {'median s':>9s} {'min-max s':>13s} {'ratio':>6s} {'GFLOP/s':>8s} "

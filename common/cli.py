@@ -104,6 +104,7 @@ def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
         add_flags(parser)
     argv = sys.argv[1:] if argv is None else argv
     args, given = parse_args(parser, argv), explicit(parser, argv)
+    trainer = None
     try:
         checkpoint = prepare(parser, args, given, trainer_cls.name)
         threadpool_limits(args.threads)  # after prepare: a resumed run takes the threads it recorded
@@ -148,6 +149,9 @@ def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted before training started; nothing written", file=sys.stderr)
         return 130
+    finally:
+        if trainer is not None:
+            trainer.close()
     print(f"test loss {history['test_loss']:.4f}, accuracy {history['test_acc']:.2%}; "
           f"trained {history['train_seconds']:.1f} s; wrote {args.out}")
     return 0

@@ -9,7 +9,8 @@ from common.architecture import per_block
 from common.flags import ONLY_FOR, check_blocks, show
 
 # Flags about where and how a run happens rather than what it computes: a resumed run may be given them anew.
-ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "out", "checkpoint_every", "evaluate", "save_model")
+ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "processes", "out", "checkpoint_every", "evaluate",
+               "save_model")
 # Flags added after files were written, with the value an older file's run had: its record lacks them.
 ADDED = {"padding": "same"}
 # Values older files recorded for a flag that now takes others: --batch-norm was on or off.

@@ -104,6 +104,7 @@ def proof_job(argv: list[str], steps_per_case: int = STEPS) -> dict:
         args, a, b, data = twins(argv, **override)
         extra = control(args, a) if args.dtype == "float64" else []
         losses = lockstep([a, b, *extra], data, args, steps_per_case)
+        a.close()
         steps += [{"case": case, "step": i + 1, "loss_numpy": la, "loss_pytorch": lb, "rel_diff": abs(la - lb) / lb,
                    **({"loss_numpy_reference": lr[0], "rel_diff_kernels": abs(la - lr[0]) / lr[0]} if extra else {})}
                   for i, (la, lb, *lr) in enumerate(losses.T)]

@@ -83,6 +83,7 @@ def train_job(impl: str, device: str, argv: list[str], keep: bool) -> dict:
     reset_peak_memory()
     args, data, trainer = setup(impl, device, argv)
     history = loop.fit(trainer, data, args, log=lambda line: None, test_each_epoch=True)
+    trainer.close()
     if keep:
         history["test_pred"] = loop.predict_all(trainer, data.x_test, args.test_batch_size).argmax(axis=1)
         history["weights"] = trainer.weights()
@@ -97,7 +98,9 @@ def time_epoch_job(impl: str, device: str, argv: list[str], repeats: int) -> flo
     args, data, trainer = setup(impl, device, [*argv, "--epochs", str(repeats + 1)])
     x, y = trainer.place(data.x_train, data.y_train)
     loop.train_epoch(trainer, x, y, args, 0)
-    return statistics.median(loop.train_epoch(trainer, x, y, args, e)["epoch_seconds"] for e in range(1, repeats + 1))
+    seconds = [loop.train_epoch(trainer, x, y, args, e)["epoch_seconds"] for e in range(1, repeats + 1)]
+    trainer.close()
+    return statistics.median(seconds)
 
 
 def model_argv(args, impl=None, **override) -> list[str]:
@@ -105,7 +108,7 @@ def model_argv(args, impl=None, **override) -> list[str]:
     reaches the runs by itself) with this invocation's value, overrides (None: leave the flag out) on top."""
     values = {**vars(args), **override}
     # presets are resolved already; --device comes per row; where a run writes is the worker's business
-    skip = {"help", "preset", "device", *records.ENVIRONMENT} - {"threads", "data_dir"}
+    skip = {"help", "preset", "device", *records.ENVIRONMENT} - {"threads", "processes", "data_dir"}
     argv = []
     for action in run_parser(impl)._actions:
         value, flag = values.get(action.dest), action.option_strings[-1] if action.option_strings else None

@@ -4,13 +4,12 @@ import numpy as np
 from common.architecture import feature_side, norms_at, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
-from numpy_nn import conv, fast_conv, fast_layers, fast_norm, fast_pool, layers as plain, norm
+from numpy_nn import conv, fast_block, fast_norm, layers as plain, norm
 from numpy_nn.layers import Dropout, Flatten
 
-# --kernels: the layers a model is built from (convolutions, poolings, batch norms, the rest). reference: conv.py,
-# norm.py and layers.py, written to be read; fast: the same layers from fast_conv.py, fast_pool.py, fast_norm.py and
-# (in a CNN) fast_layers.py, tested equal to them.
-KERNELS = {"reference": (conv, conv, norm, plain), "fast": (fast_conv, fast_pool, fast_norm, fast_layers)}
+# --kernels: the module a model's batch norms come from, and whether a CNN's blocks are its reference layers one
+# after another (conv.py, norm.py: written to be read) or fast_block.ConvBlock, tested equal to them.
+NORMS = {"reference": norm, "fast": fast_norm}
 
 
 ALIGN = 16  # elements: each tensor in the flat buffers starts on a 64-byte boundary, as BLAS likes
@@ -23,17 +22,23 @@ class Sequential:
     Every parameter is a view into one flat buffer (flat_params), every gradient into another (flat_grads):
     the layers keep their named arrays, and an optimizer can update the whole model in a dozen array
     operations instead of a dozen per tensor, as torch.optim's fused kernels do in C++.
+
+    A fused layer (fast_block.ConvBlock) runs as one, under its name joining its parts' ("conv1+conv1_bn+...");
+    its parts, the layers that hold its state, are named one by one in `parts`, as in pytorch_nn.
     """
 
     def __init__(self, layers: dict):
         self.layers = layers
+        self.parts = {n: p for name, layer in layers.items()
+                      for n, p in getattr(layer, "parts", {name: layer}).items()}  # every layer with state, by name
         self.flat_params, self.params = self._flatten("params")  # name -> view into the flat buffer
         self.flat_grads, self.grads = self._flatten("grads")
-        self.first = next(layer for layer in layers.values() if getattr(layer, "params", None))
+        self.first = next(layer for layer in layers.values()
+                          if any(getattr(p, "params", None) for p in getattr(layer, "parts", {0: layer}).values()))
 
     def _flatten(self, attr):
         """Move every layer's `attr` arrays into one buffer and hand each layer back views of it."""
-        named = [(layer, k, v) for layer in self.layers.values() for k, v in getattr(layer, attr, {}).items()]
+        named = [(layer, k, v) for layer in self.parts.values() for k, v in getattr(layer, attr, {}).items()]
         offsets, end = [], 0
         for _, _, v in named:
             offsets.append(end)
@@ -44,12 +49,26 @@ class Sequential:
             view = flat[start:start + v.size].reshape(v.shape)
             view[...] = v
             getattr(layer, attr)[k] = view
-        names = [f"{name}.{k}" for name, layer in self.layers.items() for k in getattr(layer, attr, {})]
+        names = [f"{name}.{k}" for name, layer in self.parts.items() for k in getattr(layer, attr, {})]
         return flat, dict(zip(names, (getattr(layer, attr)[k] for layer, k, _ in named)))
+
+    @property
+    def dropouts(self) -> list:
+        return [layer for layer in self.parts.values() if isinstance(layer, Dropout) and layer.p > 0]
+
+    def share(self, group):
+        """Make this model one of the processes that share each batch (a numpy_nn/replicas.py Group; None: on its
+        own again): its batch norms add their sums over the group, its dropout layers draw the whole batch's
+        mask and keep their rows of it."""
+        for layer in self.parts.values():
+            if hasattr(layer, "group"):
+                layer.group = group
+        for layer in self.dropouts:
+            layer.rng = self.mask_rng if group is None else group.masks(self.mask_rng)
 
     def train(self, mode=True):
         """Training mode (dropout masks, batch statistics) or evaluation mode, like nn.Module.train."""
-        for layer in self.layers.values():
+        for layer in self.parts.values():
             if hasattr(layer, "training"):
                 layer.training = mode
 
@@ -70,35 +89,35 @@ class Sequential:
 
     def state_dict(self) -> dict:
         """Every tensor the model keeps (parameters and buffers) as torch names it, as views, not copies."""
-        return {f"{name}.{k}": v for name, layer in self.layers.items() if hasattr(layer, "state_dict")
+        return {f"{name}.{k}": v for name, layer in self.parts.items() if hasattr(layer, "state_dict")
                 for k, v in layer.state_dict().items()}
 
     def torch_grads(self) -> dict:
         """The gradients under the names and layouts of the torch parameters they belong to."""
-        return {f"{name}.{k}": v for name, layer in self.layers.items() if hasattr(layer, "torch_layout")
+        return {f"{name}.{k}": v for name, layer in self.parts.items() if hasattr(layer, "torch_layout")
                 for k, v in layer.torch_layout(layer.grads).items()}
 
     def load_state_dict(self, arrays: dict):
         """Copy arrays in, under torch's names and layouts; names and shapes must match this model's."""
         check_match(arrays, self.state_dict())
-        for name, layer in self.layers.items():
+        for name, layer in self.parts.items():
             if hasattr(layer, "load_state_dict"):
                 prefix = f"{name}."
                 layer.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
 
 
-def dense(sizes, activation, dropout, batch_norm, mask_rng, dtype, xp, kernels, units=plain) -> dict:
+def dense(sizes, activation, dropout, batch_norm, mask_rng, dtype, xp, kernels) -> dict:
     """Fully connected layers sizes[0] -> ... -> sizes[-1]; each hidden one followed by batch norm (if
     batch_norm puts it there, and then no bias before it), the activation and dropout. Named fc1, fc1_bn,
-    fc1_relu, fc1_drop, fc2, ... as in pytorch_nn. units: the module of Linear and the activations."""
-    layers, norms, normalized = {}, KERNELS[kernels][2], norms_at(batch_norm)[1]
+    fc1_relu, fc1_drop, fc2, ... as in pytorch_nn."""
+    layers, normalized = {}, norms_at(batch_norm)[1]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         hidden = i < len(sizes) - 1
-        layers[f"fc{i}"] = units.Linear(a, b, dtype=dtype, xp=xp, bias=not (hidden and normalized))
+        layers[f"fc{i}"] = plain.Linear(a, b, dtype=dtype, xp=xp, bias=not (hidden and normalized))
         if hidden:
             if normalized:
-                layers[f"fc{i}_bn"] = norms.BatchNorm1d(b, dtype=dtype, xp=xp)
-            layers[f"fc{i}_{activation}"] = units.ACTIVATIONS[activation]()
+                layers[f"fc{i}_bn"] = NORMS[kernels].BatchNorm1d(b, dtype=dtype, xp=xp)
+            layers[f"fc{i}_{activation}"] = plain.ACTIVATIONS[activation]()
             if dropout > 0:
                 layers[f"fc{i}_drop"] = Dropout(dropout, mask_rng)
     return layers
@@ -131,28 +150,24 @@ class CNN(Sequential):
     def __init__(self, channels=(32, 64), kernel_size=3, hidden=(128,), activation="relu", dropout=0.0,
                  batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast", padding="same"):
         rng, mask_rng = generators(seed, xp)
-        (convs, pools, norms, units), layers, c_in = KERNELS[kernels], {}, 1
-        conv_bn = norms_at(batch_norm)[0]
+        layers, c_in, conv_bn = {}, 1, norms_at(batch_norm)[0]
         for i, (c, k) in enumerate(zip(channels, per_block(kernel_size, channels)), start=1):
-            layers[f"conv{i}"] = convs.Conv2d(c_in, c, k, padding=pad(k, padding), dtype=dtype, xp=xp, bias=not conv_bn)
-            if kernels == "fast":  # the pooling comes next (batch norm, between, takes any order of pixels): hand it
-                layers[f"conv{i}"].pooled = True  # the output in pooling order (fast_conv.py)
-            if conv_bn:
-                layers[f"conv{i}_bn"] = norms.BatchNorm2d(c, dtype=dtype, xp=xp)
-            # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
-            # and the activation then touches a quarter of the values; the fast kernels do both in one pass
-            if activation in pools.FUSED:
-                pool = layers[f"pool{i}+conv{i}_{activation}"] = pools.FUSED[activation](2)
+            if kernels == "fast":
+                block = fast_block.ConvBlock(i, c_in, c, k, pad(k, padding), conv_bn, activation, dtype, xp)
+                layers[block.name] = block
             else:
-                pool = layers[f"pool{i}"] = pools.MaxPool2d(2)
-                layers[f"conv{i}_{activation}"] = units.ACTIVATIONS[activation]()
-            if conv_bn and kernels == "fast":  # batch norm's scale and shift after the pooling (fast_pool.defer)
-                pools.defer(layers[f"conv{i}_bn"], pool)
+                layers[f"conv{i}"] = conv.Conv2d(c_in, c, k, padding=pad(k, padding), dtype=dtype, xp=xp,
+                                                 bias=not conv_bn)
+                if conv_bn:
+                    layers[f"conv{i}_bn"] = norm.BatchNorm2d(c, dtype=dtype, xp=xp)
+                # pooling before the activation: the same numbers, as max commutes with a non-decreasing function,
+                # and the activation then touches a quarter of the values
+                layers[f"pool{i}"] = conv.MaxPool2d(2)
+                layers[f"conv{i}_{activation}"] = plain.ACTIVATIONS[activation]()
             c_in = c
         layers["flatten"] = Flatten()
         n_features = c_in * feature_side(channels, kernel_size, padding) ** 2
-        layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp,
-                            kernels, units))  # (in a CNN, BLAS is on one thread: the fast units share the batch)
+        layers.update(dense([n_features, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp, kernels))
         super().__init__(layers)
         self.load_state_dict(initial_weights(rng, hidden, channels, kernel_size, batch_norm, init, dtype, n_out=n_out,
                                              padding=padding))

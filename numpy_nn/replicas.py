@@ -1,241 +1,249 @@
-"""Data parallelism over processes: with --threads N on the CPU, a CNN's batch is cut into N slices, and this
-process and N - 1 forked replicas of the model each run the forward and backward of one slice, on one core
-each; the replicas' gradients are summed into this process's, which alone steps the optimizer. This is how
-PyTorch spreads a batch over GPUs (DistributedDataParallel), here over cores.
+"""Data parallelism over processes (--processes N), torch's DistributedDataParallel over a CPU's cores: each batch
+is cut into N slices of rows; this process and N - 1 replicas of the model, each in a process of its own on
+threads // N BLAS threads, run one slice each; the replicas' gradients are added into this process's, which alone
+steps the optimizer. NumPy runs all but its matrix products on one core, and processes share no interpreter lock.
 
-Why not only the pool of threads (threads.py): its workers meet too slowly. Each parallel pass wakes a
-worker, and two threads take turns at Python's interpreter lock between their NumPy calls; on a 2-core VM
-that cost about 6 ms a step, and a replica process, which shares no lock, meets the others once per batch
-norm and once per step. cnn preset, AMD EPYC (2 cores), ms per step: 39.3 -> 31.4 at batch 64, 61.4 -> 51.6
-at batch 128; cnn-fast 12.5 -> 9.5 at 64, 30.8 -> 28.3 at 256 (ANALYSIS.md, section 6).
+The same math as one process: each slice's loss is its share of the batch's mean, so the gradients add up to the
+batch's; batch norm (fast_norm.py) adds its sums over the processes in the same order in each (torch's
+SyncBatchNorm); dropout draws the whole batch's mask in every process, from the same state, and keeps its rows.
 
-The same math: each slice's loss is its share of the batch's mean (dlogits scaled by its size over the
-batch's), so the gradients add up to the one-process gradient; batch norm takes its statistics over the
-whole batch (its sums added across the processes, in the same order in each: the same numbers everywhere);
-dropout draws the whole batch's mask in every process and keeps its slice's rows. Weights travel each step
-from this process to the replicas through shared memory; a replica that fails or dies stops the run with
-one line, and a replica whose parent dies is killed with it (Linux's parent-death signal).
-"""
-import ctypes
-import mmap
+multiprocessing alone, so any start method works (a replica builds its model from the flags): shared arrays, a pipe
+to each replica, semaphores for batch norm's meetings. Every wait is bounded: a replica that dies, fails or stops
+answering ends the run in one line; one whose trainer is gone exits."""
+import contextlib
+import multiprocessing as mp
 import os
-import platform
 import signal
-import sys
+import threading
 import time
 import weakref
+from multiprocessing import connection
 
 import numpy as np
 
 from common.errors import RunError
-from numpy_nn import threads
 from numpy_nn.losses import softmax_cross_entropy
 
-SPIN_S = 0.02  # a waiting replica spins this long before it sleeps between looks (a step is 5-150 ms)
-MESSAGE = 512  # bytes of a failed replica's error
+WAIT_S = 300.0  # the longest a process waits for another within a step
+START = None  # multiprocessing's start method for the replicas: None, the platform's default
+ALONE = "; run with --processes 1 to train in one process"
 
 
-def available(args, xp) -> bool:
-    """Replicas serve a CNN of the fast kernels (whose batch norm adds its sums across processes) on the CPU
-    with more than one thread and batches of at least as many images, on x86-64 Linux: fork, a parent-death
-    signal, and stores that other cores see in the order they were made (the batch before the step number
-    that announces it), which NumPy cannot fence on other CPUs."""
-    return (args.model == "cnn" and getattr(args, "kernels", "fast") == "fast" and xp is np and args.threads > 1
-            and args.batch_size >= args.threads and sys.platform.startswith("linux")
-            and platform.machine() in ("x86_64", "AMD64"))
-
-
-def shared(shape, dtype):
-    """A zeroed array in memory that a forked child shares with its parent (an anonymous shared mapping)."""
-    n = int(np.prod(shape))
-    return np.frombuffer(mmap.mmap(-1, max(n * np.dtype(dtype).itemsize, 8)), dtype, n).reshape(shape)
-
-
-class Failed(RunError):
+class Failed(RunError):  # a replica failed, ended or stopped answering
     pass
 
 
-class Replicas:
-    """N - 1 forked copies of trainer's model, each running one slice of every batch."""
+def count(args, xp=np) -> int:
+    """--processes, or by default --threads for a CNN of the fast kernels on the CPU and 1 otherwise (ANALYSIS.md
+    measures both); RunError, in one line, for a count that cannot run."""
+    chosen, fast = getattr(args, "processes", None), getattr(args, "kernels", "fast") == "fast" and xp is np
+    daemonic = mp.current_process().daemon  # (a multiprocessing.Pool's worker: it may not start processes)
+    if chosen is None:
+        return args.threads if args.model == "cnn" and fast and not daemonic else 1
+    why = ("this process is a daemonic worker (multiprocessing.Pool's), which may not start processes" if daemonic
+           else "batches are shared over processes with --kernels fast on the CPU only" if not fast
+           else f"with --threads {args.threads}, some process has no core of its own" if chosen > args.threads else None)
+    if chosen > 1 and why:
+        raise RunError(f"--processes {chosen}: {why}; use --processes {args.threads if fast and not daemonic else 1}")
+    return chosen
 
-    def __init__(self, trainer, image_shape, max_batch):
-        model, n = trainer.model, trainer.args.threads
-        self.model, self.n, self.rank, self.parent, self.active = model, n, 0, os.getpid(), False
-        norms = [layer for layer in model.layers.values() if hasattr(layer, "running_mean")]
-        width = 2 * max((len(layer.running_mean) for layer in norms), default=1) + 1
-        self.x = shared((max_batch, *image_shape), model.flat_params.dtype)
-        self.y = shared((max_batch,), np.int64)
-        self.params = shared(model.flat_params.shape, model.flat_params.dtype)
-        self.grads = shared((n - 1, *model.flat_grads.shape), model.flat_grads.dtype)  # replica r's in row r - 1
-        self.slots = shared((2, n, width), np.float64)  # the norms' sums, double-buffered (see across)
-        self.seq = shared((n,), np.int64)               # each process's count of sums published
-        self.step_no = shared((3,), np.int64)           # [step, batch size, stop]
-        self.done = shared((n - 1,), np.int64)          # the step each replica finished
-        self.results = shared((n - 1, 2), np.float64)   # its loss share and its correct count
-        self.error = shared((MESSAGE,), np.uint8)
-        self.published, self.pids = 0, []
-        for layer in norms:
-            layer.across = self.across
-        self.drops = [layer for layer in model.layers.values() if hasattr(layer, "rng") and hasattr(layer, "p")]
-        for layer in self.drops:
-            layer.rng = Rows(layer.rng)
-        for rank in range(1, n):
-            pid = os.fork()
-            if pid == 0:
-                self.serve(rank)  # (never returns)
-            self.pids.append(pid)
-        self.close = weakref.finalize(self, stop, self.step_no, self.pids)
 
-    # --- in this process
-    def forward_backward(self, x, y):
-        """Fill the model's grads from batch (x, y), one slice in each process: (loss, correct). None for a
-        batch of fewer images than processes, which this process then runs alone (the replicas only draw the
-        dropout masks it draws, to stay on its stream)."""
-        n = len(x)
-        if n >= self.n:  # (a lone batch needs neither: the replicas only draw masks)
-            self.params[...] = self.model.flat_params
-            self.x[:n], self.y[:n] = x, y
-        self.step_no[1] = n
-        self.step_no[0] += 1                      # the replicas start
-        step = self.step_no[0]
-        if n < self.n:
-            self.wait(lambda: all(self.done == step))
-            return None
-        self.active = True
+def shared(context, shape, dtype):
+    """A zeroed array in shared memory (multiprocessing's RawArray), as (raw, shape, dtype): what a replica is given."""
+    return context.RawArray("b", max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)), tuple(shape), dtype
+
+
+def array(spec):  # the NumPy view of a shared array
+    return np.frombuffer(spec[0], spec[2], int(np.prod(spec[1]))).reshape(spec[1])
+
+
+class Group:
+    """The processes that share a batch, as its layers see them: batch norm's sharing and sum(), dropout's random().
+    A meeting is a barrier of semaphores, one per process: each releases the others' and takes its own size - 1
+    times. Sums go through two slots in turn: no process can be two meetings ahead and overwrite what another reads."""
+
+    def __init__(self, size, rank, semaphores, slots, broken):
+        self.size, self.rank, self.semaphores, self.slots, self.broken = size, rank, semaphores, slots, broken
+        self.meetings, self.batch, self.mine, self.rng = 0, None, None, None
+
+    sharing = property(lambda self: self.batch is not None)
+
+    def step(self, model, x, y):
+        """Forward and backward of this process's rows of batch (x, y) into model.grads: (its share of the batch's
+        mean loss, its count of correct predictions)."""
+        n = self.batch = len(x)
+        self.mine = mine = slice(n * self.rank // self.size, n * (self.rank + 1) // self.size)
         try:
-            loss, correct = self.run_slice(0, x, y)
-        finally:
-            self.active = False
-        self.wait(lambda: all(self.done == step))
-        for grads in self.grads:
-            self.model.flat_grads += grads
-        return loss + self.results[:, 0].sum(), correct + int(self.results[:, 1].sum())
-
-    def run_slice(self, rank, x, y):
-        """The forward and backward of this process's rows of the batch: its share of the mean loss."""
-        n = len(x)
-        rows = threads.split(n, self.n)[rank]
-        for layer in self.drops:
-            layer.rng.rows, layer.rng.batch = rows, n
-        workers, threads.WORKERS = threads.WORKERS, 1
-        try:
-            logits = self.model.forward(x[rows])
-            loss, dlogits = softmax_cross_entropy(logits, y[rows])
-            share = (rows.stop - rows.start) / n
+            logits = model.forward(x[mine])
+            loss, dlogits = softmax_cross_entropy(logits, y[mine])
+            share = (mine.stop - mine.start) / n
             dlogits *= dlogits.dtype.type(share)
-            self.model.backward(dlogits)
+            model.backward(dlogits)
+            return float(loss) * share, int((logits.argmax(axis=1) == y[mine]).sum())
         finally:
-            threads.WORKERS = workers
-            for layer in self.drops:
-                layer.rng.batch = None
-        return float(loss) * share, int((logits.argmax(axis=1) == y[rows]).sum())
+            self.batch = None
 
-    def across(self, sums, m):
-        """A batch norm's per-channel sums over this process's rows -> over the whole batch, added in the same
-        order (process 0, 1, ...) in every process; m, its values per channel, likewise. Each process publishes
-        into one of two slots and waits for all to publish: none can be two sums ahead of another."""
-        if not self.active:  # (evaluation, or a batch this process runs alone)
-            return sums, m
-        flat = np.append(np.ravel(sums), m).astype(np.float64)
-        slot, self.published = self.published % 2, self.published + 1
+    def meet(self):
+        """Wait until every process has come here, at most WAIT_S; Failed if the group was broken meanwhile."""
+        for r, semaphore in enumerate(self.semaphores):
+            if r != self.rank:
+                semaphore.release()
+        deadline = time.monotonic() + WAIT_S
+        for _ in range(self.size - 1):
+            if not self.semaphores[self.rank].acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self.abort()
+                raise Failed(f"numpy_nn's processes waited {WAIT_S:.0f} s for each other within a step: one is "
+                             f"stopped or stuck{ALONE}")
+            if self.broken[0]:
+                raise Failed(f"numpy_nn's processes stopped during a training step{ALONE}")  # (answers() says why)
+
+    def abort(self):
+        """Break the group: every process waiting in meet() wakes and fails."""
+        self.broken[0] = 1
+        for semaphore in self.semaphores:
+            for _ in range(self.size):
+                semaphore.release()
+
+    def sum(self, sums, m):
+        """A batch norm's per-channel sums and count of values over this process's rows -> over the batch, added in
+        the order of the processes: the same numbers in each."""
+        flat = np.append(np.asarray(sums, np.float64), m)
+        slot, self.meetings = self.meetings % 2, self.meetings + 1
         self.slots[slot, self.rank, :len(flat)] = flat
-        self.seq[self.rank] = self.published
-        self.wait(lambda: all(self.seq >= self.published))
+        self.meet()
         parts = self.slots[slot, :, :len(flat)]
-        whole = parts[0].astype(np.asarray(sums).dtype)
-        for part in parts[1:]:
-            whole = whole + part.astype(whole.dtype)
-        return whole[:-1].reshape(np.shape(sums)), int(parts[:, -1].sum())
+        whole = parts[0, :-1].astype(sums.dtype)
+        for part in parts[1:, :-1]:
+            whole = whole + part.astype(sums.dtype)
+        return whole, int(parts[:, -1].sum())
 
-    def wait(self, ready, idle=False):
-        """Spin until ready(), looking every few thousand turns whether a replica failed or died (in a replica:
-        whether this process's parent is gone or asked it to stop). After SPIN_S, sleep between looks: 0.5 ms,
-        or for a replica idle between steps (its parent evaluating, or another trainer's turn) twice as long
-        each time up to 50 ms, so that it leaves the cores to others."""
-        turns, start, nap, napping = 0, time.perf_counter(), 5e-4, False
-        while not ready():
-            turns += 1
-            if napping or turns % 2048 == 0:
-                self.check()
-                napping = napping or time.perf_counter() - start > SPIN_S
-                if napping:
-                    time.sleep(nap)
-                    nap = min(2 * nap, 0.05) if idle else nap
-
-    def check(self):
-        if self.rank:  # a replica
-            if os.getppid() != self.parent or self.step_no[2]:
-                os._exit(0)
-            return
-        if self.error[0]:
-            text = bytes(self.error).rstrip(b"\0").decode(errors="replace")
-            raise Failed(f"numpy_nn's replica process failed: {text}; run with --threads 1 to train in one process")
-        for pid in self.pids:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                self.pids.remove(pid)
-                why = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
-                raise Failed(f"numpy_nn's replica process {pid} ended ({why}) during a training step; run with "
-                             f"--threads 1 to train in one process")
-
-    # --- in a replica
-    def serve(self, rank):
-        """A replica's life: wait for a step, run its slice, publish its gradients; until told to stop."""
-        self.rank, self.active = rank, True
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the parent decides
-            with_parent()
-            seen = 0
-            while True:
-                self.wait(lambda: self.step_no[0] != seen, idle=True)
-                seen, n = int(self.step_no[0]), int(self.step_no[1])
-                if n < self.n:  # the parent runs this batch alone: draw its dropout masks, as it does
-                    for layer in self.drops:
-                        layer.rng.skip(n)
-                else:
-                    self.model.flat_params[...] = self.params
-                    self.results[rank - 1] = self.run_slice(rank, self.x[:n], self.y[:n])
-                    self.grads[rank - 1] = self.model.flat_grads
-                self.done[rank - 1] = seen
-        except BaseException as e:
-            text = f"{type(e).__name__}: {' '.join(str(e).split())}".encode()[:MESSAGE - 1]
-            self.error[:len(text)] = np.frombuffer(text, np.uint8)
-        finally:
-            os._exit(0)
-
-
-class Rows:
-    """A dropout layer's generator in a replica or its parent: it draws the mask of the whole batch, as one
-    process would, and hands back this process's rows of it, so that every process stays on the same stream."""
-
-    def __init__(self, rng):
-        self.rng, self.rows, self.batch, self.drawn = rng, None, None, None  # batch None: not sharing one
+    def masks(self, rng):  # the group as a dropout layer's generator, drawing from rng: random()
+        self.rng = rng
+        return self
 
     def random(self, shape, dtype):
-        whole = shape if self.batch is None else (self.batch, *shape[1:])
-        self.drawn = whole[1:], dtype
-        mask = self.rng.random(whole, dtype=dtype)
-        return mask if self.batch is None else mask[self.rows]
-
-    def skip(self, n):
-        """Draw what the parent draws for a batch of n it runs alone (the features as last drawn)."""
-        if self.drawn is not None:
-            self.rng.random((n, *self.drawn[0]), dtype=self.drawn[1])
+        """The whole batch's mask, as one process draws it: this process's rows of it."""
+        if not self.sharing:
+            return self.rng.random(shape, dtype=dtype)
+        return self.rng.random((self.batch, *shape[1:]), dtype=dtype)[self.mine]
 
 
-def with_parent():
-    """Linux: this process gets SIGKILL when its parent dies (a kill -9 of the run leaves no replica behind)."""
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # (wait() also looks at the parent)
+class Replicas:
+    """N - 1 replica processes of a trainer's model; forward_backward runs a batch over them and this process."""
 
+    def __init__(self, args, model, image_shape, size):
+        context, dtype = mp.get_context(START), model.flat_params.dtype
+        width = 2 * max([len(v) for k, v in model.params.items() if k.endswith(".gamma")], default=1) + 1
+        shapes = {"x": ((args.batch_size, *image_shape), dtype), "y": ((args.batch_size,), np.int64),
+                  "params": (model.flat_params.shape, dtype), "grads": ((size - 1, *model.flat_grads.shape), dtype),
+                  "slots": ((2, size, width), np.float64), "broken": ((1,), np.int64)}
+        specs = {k: shared(context, *v) for k, v in shapes.items()}
+        self.model, self.size, self.memory = model, size, {k: array(spec) for k, spec in specs.items()}
+        semaphores = [context.Semaphore(0) for _ in range(size)]
+        self.group = Group(size, 0, semaphores, self.memory["slots"], self.memory["broken"])
+        model.share(self.group)
+        self.pipes, self.processes = [], []
+        for rank in range(1, size):
+            mine, theirs = context.Pipe()
+            self.processes.append(context.Process(target=serve, args=(args, rank, size, specs, semaphores, theirs),
+                                                  name=f"numpy_nn replica {rank}", daemon=True))
+            self.processes[-1].start()
+            theirs.close()
+            self.pipes.append(mine)
+        self.close = weakref.finalize(self, stop, self.group, self.pipes, self.processes)  # (or when collected)
+        processes, group = self.processes, self.group  # when a replica ends, break the group: nobody waits for it
+        threading.Thread(target=lambda: (connection.wait([p.sentinel for p in processes]), group.abort()),
+                         daemon=True).start()
 
-def stop(step_no, pids):
-    """Tell the replicas to stop and wait for them (the trainer's end, or the interpreter's)."""
-    step_no[2] = 1
-    for pid in pids:
+    def forward_backward(self, x, y):
+        """Fill the model's grads from batch (x, y), a slice in each process: (loss, correct); None for a batch of
+        fewer images than processes, which this process runs alone."""
+        n, memory = len(x), self.memory
+        if n < self.size:
+            return None
+        if not self.close.alive:
+            raise Failed(f"numpy_nn's replica processes have stopped{ALONE}")
+        memory["params"][...] = self.model.flat_params
+        memory["x"][:n], memory["y"][:n] = x, y
+        rng = self.model.mask_rng.bit_generator.state if self.model.dropouts else None
         try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+            for pipe in self.pipes:
+                pipe.send((n, rng))
+            try:
+                loss, correct = self.group.step(self.model, memory["x"][:n], memory["y"][:n])
+            except Failed as broken:  # a replica broke the group: say which, if it tells within a second
+                self.answers(wait=1.0, otherwise=broken)
+                raise
+            for rank, (share, right) in enumerate(self.answers(), start=1):
+                loss, correct = loss + share, correct + right
+                self.model.flat_grads += memory["grads"][rank - 1]
+        except BaseException:
+            self.close()
+            raise
+        return loss, correct
+
+    def answers(self, wait=None, otherwise=None):
+        """Each replica's (loss share, correct count) for this step, waiting at most wait (WAIT_S) seconds; Failed, in
+        one line, for a replica that failed or ended (or for none in time: otherwise, if given)."""
+        wait, got = WAIT_S if wait is None else wait, {}
+        deadline = time.monotonic() + wait
+        while len(got) < len(self.pipes):
+            ready = connection.wait([p for p in self.pipes if p not in got] + [p.sentinel for p in self.processes],
+                                    max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise otherwise or Failed(f"a numpy_nn replica process did not finish its slice within {wait:.0f} s: "
+                                          f"it is stopped or stuck{ALONE}")
+            for pipe, process in zip(self.pipes, self.processes):
+                try:
+                    if pipe not in got and (pipe.poll() or process.sentinel in ready):
+                        got[pipe] = pipe.recv()
+                except (EOFError, OSError):
+                    process.join(timeout=1)
+                    code = process.exitcode
+                    how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                    raise Failed(f"numpy_nn's replica process {process.pid} ended ({how}) in a step{ALONE}") from None
+                if got.get(pipe, ("done",))[0] == "error":
+                    raise Failed(f"numpy_nn's replica process failed: {got[pipe][1]}{ALONE}")
+        return [got[p][1:] for p in self.pipes]
+
+
+def stop(group, pipes, processes):
+    """Stop the replicas (close(), or the Replicas collected): wake any that waits, tell each to stop."""
+    group.abort()
+    for pipe in pipes:
+        with contextlib.suppress(OSError):
+            pipe.send(None)
+    for process in processes:
+        process.join(timeout=2)
+        if process.is_alive():  # (stopped, or deep in a slice)
+            process.kill()
+            process.join(timeout=5)
+
+
+def serve(args, rank, size, specs, semaphores, pipe):
+    """A replica's life: build the model, then run a slice of each batch ordered, until told to stop or the trainer
+    is gone (its pipe closes, or a thread sees it end)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the trainer decides
+    parent = mp.parent_process()
+    threading.Thread(target=lambda: (connection.wait([parent.sentinel]), os._exit(0)), daemon=True).start()
+    from threadpoolctl import threadpool_limits
+    from numpy_nn.model import build
+    threadpool_limits(max(1, args.threads // size), user_api="blas")
+    memory, model = {k: array(spec) for k, spec in specs.items()}, build(args)
+    group = Group(size, rank, semaphores, memory["slots"], memory["broken"])
+    model.share(group)
+    try:
+        while (order := pipe.recv()) is not None:
+            n, rng = order
+            model.flat_params[...] = memory["params"]
+            if rng is not None:
+                model.mask_rng.bit_generator.state = rng
+            answer = group.step(model, memory["x"][:n], memory["y"][:n])
+            memory["grads"][rank - 1] = model.flat_grads
+            pipe.send(("done", *answer))
+    except (EOFError, OSError):
+        pass  # the trainer is gone
+    except BaseException as e:
+        group.abort()
+        with contextlib.suppress(OSError):
+            pipe.send(("error", f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]))

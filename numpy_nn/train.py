@@ -5,6 +5,7 @@ automates: the forward pass, the loss gradient, backprop through every layer, an
 """
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from common import cli, resume
 from common.errors import RunError
@@ -13,7 +14,6 @@ from numpy_nn import replicas
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import build
 from numpy_nn.optim import lr_at, make_optimizer, onecycle_lr
-from numpy_nn.threads import set_threads
 from numpy_nn.weight_files import read_weights
 
 
@@ -37,16 +37,17 @@ class Trainer:
     name = "numpy"
 
     def __init__(self, args):
-        set_threads(args.threads, pool_only=args.model == "cnn")
         self.args = args
         self.xp = array_library(getattr(args, "backend", "numpy"))
+        self.processes = replicas.count(args, self.xp)  # (--processes, or its default for this network)
+        self.blas_threads = max(1, args.threads // self.processes)
+        threadpool_limits(self.blas_threads, user_api="blas")
         self.model = build(args, self.xp)
         self.opt = make_optimizer(args, self.model)
         self.epoch, self.steps, self.per_batch = 0, 0, args.schedule == "onecycle"
         if self.per_batch:
             self.opt.lr = self.onecycle(0)
-        self.replicas = None  # numpy_nn/replicas.py: a CNN's batch shared over processes, forked at the first step
-        self.shares = replicas.available(args, self.xp)  # (decided once, not every step)
+        self.replicas = None  # numpy_nn/replicas.py: each batch shared over processes, started at the first step
         self.sync_every_step = self.xp is np  # on a GPU, losses are read once per epoch (common/loop.py)
         self.to_host = np.asarray if self.xp is np else self.xp.asnumpy
 
@@ -54,8 +55,8 @@ class Trainer:
         return self.xp.asarray(x), self.xp.asarray(y)
 
     def train_step(self, x, y):
-        if self.shares and self.replicas is None and len(x) >= self.args.threads:
-            self.replicas = replicas.Replicas(self, x.shape[1:], self.args.batch_size)  # (the first step forks them)
+        if self.processes > 1 and self.replicas is None:
+            self.replicas = replicas.Replicas(self.args, self.model, x.shape[1:], self.processes)
         shared = self.replicas.forward_backward(x, y) if self.replicas else None  # a slice of it in each process
         if shared is None:
             logits = self.model.forward(x)                    # (N, 10)
@@ -75,9 +76,16 @@ class Trainer:
 
     def predict(self, x):
         self.model.train(False)
-        logits = self.model.forward(self.xp.asarray(x))
+        with threadpool_limits(self.args.threads, user_api="blas"):  # (the replicas wait meanwhile)
+            logits = self.model.forward(self.xp.asarray(x))
         self.model.train(True)
         return self.to_host(logits)
+
+    def close(self):
+        """Stop the replica processes, if any (also done when the trainer is collected, or at exit)."""
+        if self.replicas is not None:
+            self.replicas.close()
+            self.replicas = None
 
     @property
     def lr(self):
@@ -127,11 +135,11 @@ class Trainer:
             self.model.mask_rng.bit_generator.state = meta["rng"]
 
     def describe(self):
-        from threadpoolctl import threadpool_info
         kernels = getattr(self.args, "kernels", "fast")
-        d = {"threads": self.args.threads, "backend": self.xp.__name__, "kernels": kernels,
-             "runs_with": f"{kernels} kernels, optimizer on one flat buffer",
-             "blas": sorted({f"{i['internal_api']} {i['version']}" for i in threadpool_info()})}
+        d = {"threads": self.args.threads, "processes": self.processes, "blas_threads": self.blas_threads,
+             "backend": self.xp.__name__, "kernels": kernels,
+             "runs_with": f"{kernels} kernels, optimizer on one flat buffer"
+                          + (f", each batch shared over {self.processes} processes" if self.processes > 1 else "")}
         if self.xp is not np:
             d["gpu"] = self.xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
         return d

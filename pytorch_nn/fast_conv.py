@@ -1,8 +1,7 @@
-"""numpy_nn/fast_conv.py, built in: torch picks fast convolution and pooling kernels itself (oneDNN on the CPU,
-cuDNN on a GPU: blocked layouts, fused passes, direct convolutions), tested by PyTorch against its own
-reference. One choice is left to the user, the memory format: channels_last is what numpy_nn's fast kernels
-do by hand, and oneDNN's fast path (1.4-1.5x faster here in the bare loop, benchmarks/epoch_bench.py).
-The pooling: pytorch_nn/fast_pool.py."""
+"""numpy_nn/fast_conv.py, built in: torch picks fast convolution kernels itself (oneDNN on the CPU, cuDNN on a GPU:
+blocked layouts, direct convolutions, cache blocking), tested by PyTorch against its own reference. One choice is
+left to the user, the memory format: channels_last is what numpy_nn's fast kernels do by hand, and oneDNN's fast
+path (benchmarks/epoch_bench.py times the bare loop both ways)."""
 import torch
 
 

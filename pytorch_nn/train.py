@@ -14,7 +14,6 @@ from pytorch_nn.fast_conv import channels_last
 from pytorch_nn.losses import cross_entropy
 from pytorch_nn.model import build, tensors
 from pytorch_nn.optim import make_optimizer, make_scheduler
-from pytorch_nn.threads import set_threads
 from pytorch_nn.weight_files import read_weights
 
 
@@ -41,7 +40,7 @@ class Trainer:
     name = "pytorch"
 
     def __init__(self, args):
-        set_threads(args.threads)
+        torch.set_num_threads(args.threads)  # torch's own pool of threads runs every operation (pytorch_nn/replicas.py)
         torch.manual_seed(args.seed)  # dropout masks; the weights come from numpy_nn's initializer
         self.args = args
         self.device = pick_device(getattr(args, "device", "cpu"))
@@ -136,6 +135,9 @@ class Trainer:
         torch.set_rng_state(torch.from_numpy(arrays["rng.cpu"]))
         if "rng.cuda" in arrays and self.device.type == "cuda":
             torch.cuda.set_rng_state(torch.from_numpy(arrays["rng.cuda"]), self.device)
+
+    def close(self):
+        """Nothing to stop: torch's threads are torch's (numpy_nn's trainer stops its replica processes here)."""
 
     def describe(self):
         fused, compiled = getattr(self.args, "fused", True), getattr(self.args, "compile", False)

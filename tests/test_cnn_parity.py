@@ -36,13 +36,14 @@ def test_cnn_step_by_step_parity(case, images64):
 def test_speedrun_shape_step_by_step_parity(batch_norm, images64):
     """cnn-fast's network in small: unpadded 5x5 and 3x3 convolutions with biases, batch norm in the dense layer
     as the preset has it, or none, or also after each convolution (its scale and shift left to the pooling);
-    numpy_nn's fast kernels pooling and applying the ReLU in one layer; Adam with betas, onecycle stepped per batch."""
+    numpy_nn's fast blocks (convolution, batch norm, pooling and ReLU as one layer); Adam with betas, onecycle
+    stepped per batch."""
     args = with_steps(make_args(["--model", "cnn", "--channels", "4,8", "--kernel-size", "5,3", "--padding", "valid",
                                  "--hidden", "16", "--batch-size", "32", "--init", "torch", "--optimizer", "adam",
                                  "--lr", "5e-3", "--betas", "0.7,0.9", "--schedule", "onecycle",
                                  *(["--batch-norm", batch_norm] if batch_norm else [])]), images64)
     numpy_run = losses_and_weights(numpy_nn.train.Trainer(args), images64, args)
-    assert "pool1+conv1_relu" in numpy_run[1].model.layers
+    assert f"conv1+{'conv1_bn+' if batch_norm == 'all' else ''}pool1+conv1_relu" in numpy_run[1].model.layers
     weights = assert_lockstep("speedrun shape", numpy_run, losses_and_weights(pytorch_nn.train.Trainer(args), images64, args))
     assert weights["fc1.weight"].shape == (16, 8 * 5 * 5)  # 28 -> 24 -> 12 -> 10 -> 5
     assert ("conv1.bias" in weights) == (batch_norm != "all") == ("conv2_bn.running_var" not in weights)

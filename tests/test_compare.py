@@ -89,14 +89,14 @@ def test_the_report_says_where_the_time_goes_and_what_precision_costs(quick):
 
 
 def test_the_fused_layers_line_up_with_torchs_two():
-    """numpy_nn's fast CNN pools and applies the ReLU in one layer ("pool1+conv1_relu"): pytorch_nn's two rows are
+    """numpy_nn's fast CNN runs a block as one layer ("conv1+conv1_bn+pool1+conv1_relu"): pytorch_nn's four rows are
     added up into that row, forward and backward, and its other layers are left as they are."""
     from comparison.layers import aligned
-    torch_rows = {"forward pool1": 2.0, "backward pool1": 3.0, "forward conv1_relu": 0.5, "backward conv1_relu": 0.25,
-                  "forward conv1": 1.0}
-    assert aligned(torch_rows, ["conv1", "pool1+conv1_relu"]) == {
-        "forward conv1": 1.0, "forward pool1+conv1_relu": 2.5, "backward pool1+conv1_relu": 3.25}
-    assert aligned(torch_rows, ["conv1", "pool1", "conv1_relu"]) == torch_rows  # reference kernels: nothing fused
+    torch_rows = {"forward conv1": 1.0, "backward conv1": 4.0, "forward pool1": 2.0, "backward pool1": 3.0,
+                  "forward conv1_relu": 0.5, "backward conv1_relu": 0.25, "forward fc1": 7.0}
+    assert aligned(torch_rows, ["conv1+pool1+conv1_relu", "fc1"]) == {
+        "forward conv1+pool1+conv1_relu": 3.5, "backward conv1+pool1+conv1_relu": 7.25, "forward fc1": 7.0}
+    assert aligned(torch_rows, ["conv1", "pool1", "conv1_relu", "fc1"]) == torch_rows  # reference kernels: as they are
 
 
 def test_the_results_index_links_every_report(tmp_path):

@@ -1,5 +1,6 @@
 """Faults and bad inputs that real use brings (paths, a full disk, damaged files, an odd last batch): each ends in
 one line that names the flag, file or value, or in a clean recovery."""
+import os
 import signal
 import subprocess
 
@@ -8,7 +9,9 @@ import pytest
 
 import numpy_nn.train
 import pytorch_nn.train
-from common import cli, weights
+from common import cli, flags, weights
+from common.errors import RunError
+from numpy_nn import replicas
 from conftest import QUICK, run_train
 
 TRAINERS = {"numpy": numpy_nn.train, "pytorch": pytorch_nn.train}
@@ -282,17 +285,37 @@ def test_a_checkpoint_whose_record_is_damaged(impl, damage, message, mnist_dir, 
     assert str(tmp_path) in err and message in err, err
 
 
-def _shared_sum(_):
-    from numpy_nn import threads
-    return threads.total(lambda worker, s: s.stop - s.start, threads.split(10, 2))
+def _train_a_cnn(mnist_dir):
+    """A CNN's trainer of the default processes, one step: how many processes shared the batch."""
+    import numpy_nn.train
+    args = flags.parse_args(_numpy_parser(), ["--model", "cnn", "--channels", "2", "--hidden", "4", "--threads", "2",
+                                             "--data-dir", str(mnist_dir), "--limit-train", "64", "--val-size", "0"])
+    trainer, data = numpy_nn.train.Trainer(args), cli.load_data(args)
+    trainer.train_step(data.x_train[:8], data.y_train[:8])
+    trainer.close()
+    return trainer.processes
 
 
-def test_the_thread_pool_works_in_a_forked_child(monkeypatch):
-    """A child forked after the pool started (multiprocessing's default on Linux) gets the pool's object
-    without its threads; it must start its own instead of waiting for ever."""
+def _numpy_parser():
+    p = flags.make_parser("t")
+    flags.numpy_flags(p)
+    return p
+
+
+@pytest.mark.skipif(os.cpu_count() < 2, reason="two processes need two cores")
+def test_a_trainer_in_a_worker_process(mnist_dir, monkeypatch):
+    """In a worker of concurrent.futures (compare.py's), a CNN shares its batch over processes as anywhere; in a
+    multiprocessing.Pool's, which may not start processes of its own (daemonic), it trains in one, and asked for
+    more it says so in one line."""
     import multiprocessing
-    from numpy_nn import threads
-    monkeypatch.setattr(threads, "WORKERS", 2)
-    assert _shared_sum(None) == 10  # the parent's pool now runs
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        assert pool.apply_async(_shared_sum, (None,)).get(timeout=60) == 10
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_train_a_cnn, mnist_dir).result(timeout=120) == 2
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply_async(_train_a_cnn, (mnist_dir,)).get(timeout=120) == 1
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
+    args = flags.parse_args(_numpy_parser(), ["--model", "cnn", "--threads", "2"])
+    assert replicas.count(args) == 1
+    args.processes = 2
+    with pytest.raises(RunError, match="--processes 2: this process is a daemonic worker"):
+        replicas.count(args)

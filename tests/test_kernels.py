@@ -1,27 +1,22 @@
-"""Every fast kernel equals its reference layer (numpy_nn/fast_conv.py, fast_pool.py and fast_norm.py against conv.py
-and norm.py), forward and backward: float64 to 1e-12 relative, float32 to float32 rounding; cache blocks of any size.
-The reference layers themselves are checked against finite differences and autograd in test_cnn_layers.py."""
-import time
-
+"""Every fast kernel equals its reference layers (numpy_nn/fast_conv.py, fast_norm.py and fast_block.py against conv.py,
+norm.py and layers.py), forward and backward: float64 to 1e-12 relative, float32 to float32 rounding; cache blocks of
+any size. The reference layers themselves are checked against finite differences and autograd in test_cnn_layers.py."""
 import numpy as np
 import pytest
 
-from numpy_nn import conv, fast_conv, fast_layers, fast_norm, fast_pool, layers, norm, threads
+from numpy_nn import conv, fast_block, fast_conv, fast_norm, layers, norm
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import CNN
 
 TOL = {np.float64: 1e-12, np.float32: 5e-6}  # relative to the largest entry; float32: ~40 ulps (seen: 13)
 
 
-@pytest.fixture(autouse=True,
-                params=["whole batch, one worker", "blocks of one, one worker", "blocks of one, 3 workers"])
+@pytest.fixture(autouse=True, params=["whole batch", "blocks of one"])
 def blocks(request, monkeypatch):
-    """Every test here runs three times: the batch in one block, as these small inputs fit, and blocks of one
-    image (or one row) taken in turn or shared out to three threads (more than this machine may have, and
-    uneven shares), so that going block by block, in parallel, is proven not to change a number."""
-    monkeypatch.setattr(threads, "WORKERS", 3 if "3 workers" in request.param else 1)
-    if "blocks of one" in request.param:
-        monkeypatch.setattr(threads, "BLOCK_BYTES", 1)
+    """Every test here runs twice: the batch in one cache block, as these small inputs fit, and in blocks of one image
+    (or one row), so that going block by block is proven not to change a number."""
+    if request.param == "blocks of one":
+        monkeypatch.setattr(fast_conv, "BLOCK_BYTES", 1)
 
 
 def assert_equal(name, fast, reference, dtype):
@@ -76,37 +71,6 @@ def test_conv2d(n, c_in, c_out, k, stride, padding, side, bias, dtype):
         assert_equal(f"d{name} without dx", fast.grads[name], reference.grads[name], dtype)
 
 
-def test_buffers_the_workers_share_are_made_before_they_start(monkeypatch):
-    """conv1's patch matrix is one array for the whole batch, each worker filling its blocks: were it made by the
-    first worker to miss it, two workers could each make one and the blocks of one would be lost. Slowed-down
-    allocations make that race certain here."""
-    rng = np.random.default_rng(7)
-    x, dout = rng.standard_normal((6, 1, 6, 6)), rng.standard_normal((6, 4, 6, 6))
-    fast, reference = (kind.Conv2d(1, 4, 3, padding=1, dtype=np.float64) for kind in (fast_conv, conv))
-    fast.load_state_dict(reference.state_dict())
-    expected = reference.forward(x), reference.backward(dout)
-    empty = np.empty
-    monkeypatch.setattr(np, "empty", lambda *a, **k: (time.sleep(0.05), empty(*a, **k))[1])
-    got = fast.forward(x), fast.backward(dout)
-    monkeypatch.setattr(np, "empty", empty)
-    for name, a, b in [("out", got[0], expected[0]), ("dx", got[1], expected[1]),
-                       ("dW", fast.grads["W"], reference.grads["W"])]:
-        assert_equal(name, a, b, np.float64)
-
-
-@pytest.mark.parametrize("k, stride, side", [(2, None, 6), (2, None, 7), (3, 2, 7), (3, 1, 4)])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_max_pool(k, stride, side, dtype):
-    """Windows that tile, that floor (7 -> 3), and that overlap (gradients add up); ties in every window of
-    one channel and in some of another (the first maximum in row-major order wins in both)."""
-    rng = np.random.default_rng(k * side)
-    x = rng.standard_normal((2, 3, side, side)).astype(dtype)
-    x[0, 0] = 1.0
-    x[1, 2, 1:3, 1:3] = 2.0
-    for memory in (x, channels_last_memory(x)):
-        run_both(fast_pool.MaxPool2d(k, stride), conv.MaxPool2d(k, stride), memory, dtype)
-
-
 class Chain:
     """Reference layers one after another, as one layer."""
 
@@ -124,86 +88,55 @@ class Chain:
         return dout
 
 
-@pytest.mark.parametrize("k, stride, side", [(2, None, 6), (2, None, 7), (3, 1, 4)])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_max_pool_with_relu(k, stride, side, dtype):
-    """The fast pooling that applies the ReLU after it (the fast CNN's "pool1+conv1_relu") equals the reference
-    pooling then the reference ReLU: windows whose maximum is negative, zero (with ties) and positive."""
-    x = np.random.default_rng(side).standard_normal((2, 3, side, side)).astype(dtype)
-    x[0, 0], x[1, 1, :2, :2] = 0.0, -1.0
-    for memory in (x, channels_last_memory(x)):
-        run_both(fast_pool.FUSED["relu"](k) if stride is None else fast_pool.MaxPool2d(k, stride, relu=True),
-                 Chain(conv.MaxPool2d(k, stride), layers.ReLU()), memory, dtype)
-
-
 @pytest.mark.parametrize("c_in, k, padding, side, pooled", [
-    (1, 5, 0, 12, True),   # conv1 of cnn-fast: one channel, unpadded, 12 -> 8 -> 4
+    (1, 5, 0, 12, True),   # conv1 of cnn-fast: one channel, unpadded, 12 -> 8 -> 4, in pooling order
     (1, 3, 1, 6, True),    # one channel, "same" padding
     (3, 3, 0, 8, True),    # conv2 of cnn-fast: channels, unpadded, 8 -> 6 -> 3
-    (2, 5, 1, 8, True),    # padded, yet the output smaller than the input: 8 -> 6 -> 3 (dx gathered, not scattered)
-    (2, 3, 1, 5, False),   # an odd output side: handed on as usual, the pooling floors 5 -> 2
-    (1, 2, 1, 5, False),   # an even kernel: its one-channel patches are not split into columns
+    (2, 5, 1, 8, True),    # padded, yet the output smaller than the input: 8 -> 6 -> 3
+    (2, 3, 1, 5, False),   # an odd output side: the usual order, the pooling floors 5 -> 2
+    (1, 2, 1, 5, True),    # an even kernel, one channel: 5 -> 6 -> 3
+    (2, 4, 1, 9, True),    # an even kernel, channels: 9 -> 8 -> 4
+    (1, 3, 1, 7, False),   # one channel, an odd output side: the usual order, 7 -> 3
 ])
-@pytest.mark.parametrize("relu, gammas", [(True, None), (False, None), (True, "mixed"), (True, "positive"),
-                                          (False, "positive")])
+@pytest.mark.parametrize("activation, gammas", [("relu", None), ("tanh", None), ("relu", "mixed"),
+                                                ("relu", "positive"), ("sigmoid", "positive")])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_convolution_hands_the_pooling_its_output_in_pooling_order(c_in, k, padding, side, pooled, relu, gammas,
-                                                                   dtype):
-    """The fast CNN's convolution followed by its 2 x 2 pooling (and ReLU; or batch norm between, as the CNN with
-    --batch-norm has it, its scale and shift after the pooling where every gamma is positive), the output passed on
-    in pooling order where the shapes allow it, equals the reference convolution, batch norm, pooling and ReLU:
-    out, dx, dW, db, dgamma, dbeta and the running statistics."""
+def test_conv_block(c_in, k, padding, side, pooled, activation, gammas, dtype):
+    """fast_block.ConvBlock equals the reference convolution, batch norm (gammas: none, or with a negative gamma, when
+    the scale and shift stay before the pooling, or all positive, when they go after it), 2 x 2 max pooling and
+    activation in sequence: out, dx, dW, db, dgamma, dbeta and the running statistics, in training and then in
+    evaluation; constant regions make equal outputs, so windows with ties."""
     rng = np.random.default_rng(side + k)
+    block = fast_block.ConvBlock(1, c_in, 4, k, padding, bool(gammas), activation, dtype, np)
     reference = [conv.Conv2d(c_in, 4, k, rng, padding=padding, init="torch", dtype=dtype, bias=not gammas)]
-    fast = [fast_conv.Conv2d(c_in, 4, k, None, padding=padding, dtype=dtype, bias=not gammas)]
-    pool = fast_pool.MaxPool2d(2, relu=relu)
     if gammas:
         reference.append(norm.BatchNorm2d(4, dtype=dtype))
         gamma = np.abs(rng.standard_normal(4)) + 0.1
-        gamma[1] *= -1 if gammas == "mixed" else 1  # a negative one: the usual order then
+        gamma[1] *= -1 if gammas == "mixed" else 1
         reference[1].params["gamma"][...], reference[1].params["beta"][...] = gamma, rng.standard_normal(4)
-        fast.append(fast_norm.BatchNorm2d(4, dtype=dtype))
-        fast_pool.defer(fast[1], pool)  # as the fast CNN wires them
-    for a, b in zip(fast, reference):
-        a.load_state_dict(b.state_dict())
-    fast[0].pooled = True  # as the fast CNN sets it
-    x = rng.standard_normal((3, c_in, side, side)).astype(dtype)
-    x[0], x[1, :, :side // 2] = 0.5, -0.25  # constant regions: equal outputs, windows with ties
-    run_both(Chain(*fast, pool), Chain(*reference, conv.MaxPool2d(2), *([layers.ReLU()] if relu else [])), x, dtype)
-    assert fast[0].pool_order == pooled
-    if gammas:  # the scale and shift went after the pooling where they could, and only there
-        assert fast[1].shifted_later == (pooled and gammas == "positive") == pool.shifted
-    for a, b in zip(fast, reference):
-        for name in b.grads:
-            assert_equal(f"d{name}", a.grads[name], b.grads[name], dtype)
-        for name, value in b.state_dict().items():
-            assert_equal(name, a.state_dict()[name], value, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_relu(dtype):
-    """A CNN's ReLU: zeros, negative zeros and positives, either memory layout, bit for bit."""
-    x = np.random.default_rng(3).standard_normal((3, 4, 5, 5)).astype(dtype)
-    x[0, 0, 0, :3] = [0.0, -0.0, 1e-30]
-    dout = np.random.default_rng(4).standard_normal(x.shape).astype(dtype)
-    for memory in (x, channels_last_memory(x)):
-        fast, reference = fast_layers.ReLU(), layers.ReLU()
-        assert np.array_equal(fast.forward(memory), reference.forward(memory))
-        assert np.array_equal(fast.backward(dout), reference.backward(dout))
-
-
-@pytest.mark.parametrize("n", [1, 7])
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_linear(n, bias, dtype, monkeypatch):
-    """A CNN's dense layer, the batch shared out (weights this small too): out, dx, dW and db; a batch of one;
-    no dx for a first layer."""
-    monkeypatch.setattr(fast_layers, "SHARED", 0)
-    reference = layers.Linear(6, 5, np.random.default_rng(0), dtype=dtype, bias=bias)
-    fast = fast_layers.Linear(6, 5, np.random.default_rng(0), dtype=dtype, bias=bias)
-    x = np.random.default_rng(n).standard_normal((n, 6)).astype(dtype)
-    run_both(fast, reference, x, dtype)
-    assert fast.backward(np.ones((n, 5), dtype), need_dx=False) is None
+    for part, layer in zip(block.parts.values(), reference):
+        part.load_state_dict(layer.state_dict())
+    chain = Chain(*reference, conv.MaxPool2d(2), layers.ACTIVATIONS[activation]())
+    for training in (True, False):
+        for layer in (*block.parts.values(), *reference):
+            layer.training = training
+        x = rng.standard_normal((3, c_in, side, side)).astype(dtype)
+        x[0], x[1, :, :side // 2] = 0.5, -0.25  # constant regions: equal outputs, windows with ties
+        run_both(block, chain, x, dtype)
+        assert block.conv.pooled == pooled
+        assert block.deferred == (gammas == "positive")  # the scale and shift after the pooling where exact, only there
+        for part, layer in zip(block.parts.values(), reference):
+            for name in layer.grads:
+                assert_equal(f"d{name}", part.grads[name], layer.grads[name], dtype)
+            for name, value in layer.state_dict().items():
+                assert_equal(name, part.state_dict()[name], value, dtype)
+    dout = rng.standard_normal(block.forward(x).shape).astype(dtype)  # the first block: no dx, the same gradients
+    chain.forward(x)
+    chain.backward(dout)
+    assert block.backward(dout, need_dx=False) is None
+    for part, layer in zip(block.parts.values(), reference):
+        for name in layer.grads:
+            assert_equal(f"d{name} without dx", part.grads[name], layer.grads[name], dtype)
 
 
 @pytest.mark.parametrize("kind, shape", [("BatchNorm2d", (4, 3, 5, 5)), ("BatchNorm2d", (1, 2, 3, 3)),

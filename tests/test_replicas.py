@@ -1,6 +1,7 @@
-"""numpy_nn/replicas.py: a CNN's batch shared over forked processes computes what one process computes (batch
-norm over the whole batch, the same dropout masks, the same gradients), and a replica that fails, dies or is
-orphaned ends in one line or with its parent, never in a hang."""
+"""numpy_nn/replicas.py: a batch shared over processes computes what one process computes (batch norm over the whole
+batch, the same dropout masks, the same gradients) under any start method, and a replica that fails, dies, stops or
+is orphaned ends in one line, or with its trainer, never in a hang."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,37 +13,44 @@ import pytest
 
 import data_loader
 from common import cli, flags
+from common.errors import RunError
 from conftest import ROOT
 import numpy_nn.train
 from numpy_nn import replicas
 
-pytestmark = pytest.mark.skipif(not replicas.available(flags.parse_args(flags.make_parser("t"), [
-    "--model", "cnn", "--threads", "2", "--quiet"]), np), reason="replicas need fork on x86-64 Linux")
+pytestmark = pytest.mark.skipif(os.cpu_count() < 2, reason="two processes need two cores")
 
 NET = ["--model", "cnn", "--channels", "4,8", "--kernel-size", "3", "--hidden", "16", "--optimizer", "adam",
-       "--dtype", "float64", "--val-size", "0", "--quiet", "--batch-size", "32"]
+       "--dtype", "float64", "--val-size", "0", "--quiet", "--batch-size", "32", "--threads", "2"]
 
 
-def train(mnist_dir, threads, extra, epochs=2):
-    """(trainer, losses) after `epochs` epochs of batches of 32 on --threads threads."""
-    args = flags.parse_args(flags.make_parser("t"), [*NET, *extra, "--data-dir", str(mnist_dir), "--threads",
-                                                     str(threads), "--epochs", str(epochs)])
-    data = cli.load_data(args)
-    trainer = numpy_nn.train.Trainer(args)
-    x, y = trainer.place(data.x_train, data.y_train)
-    losses = [trainer.train_step(xb, yb)[0] for e in range(epochs)
-              for xb, yb in data_loader.batches(x, y, 32, 1, e, min_last=2 if args.batch_norm else 1)]
-    return trainer, losses
+def parser():
+    p = flags.make_parser("t")
+    flags.numpy_flags(p)  # (--processes, --kernels)
+    return p
 
 
-def children(pid=None):
-    """The pids of a process's children (Linux)."""
-    pid = pid or os.getpid()
-    found = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found |= {int(p) for p in f.read().split()}
-    return found
+def trainer(mnist_dir, processes, extra, epochs=2):
+    args = flags.parse_args(parser(), [*NET, *extra, "--data-dir", str(mnist_dir), "--processes",
+                                                     str(processes), "--epochs", str(epochs)])
+    return numpy_nn.train.Trainer(args), cli.load_data(args)
+
+
+def train(mnist_dir, processes, extra, epochs=2):
+    """(trainer, losses) after `epochs` epochs of batches of 32 over `processes` processes."""
+    t, data = trainer(mnist_dir, processes, extra, epochs)
+    x, y = t.place(data.x_train, data.y_train)
+    losses = [t.train_step(xb, yb)[0] for e in range(epochs)
+              for xb, yb in data_loader.batches(x, y, 32, 1, e, min_last=2 if t.args.batch_norm else 1)]
+    return t, losses
+
+
+def assert_same_run(one, one_losses, two, two_losses):
+    assert np.allclose(one_losses, two_losses, rtol=1e-10, atol=0), np.abs(np.subtract(one_losses, two_losses)).max()
+    theirs = two.model.state_dict()
+    for name, mine in one.model.state_dict().items():
+        scale = max(float(np.abs(mine).max()), 1e-12)
+        assert np.abs(mine - theirs[name]).max() <= 1e-9 * scale, (name, np.abs(mine - theirs[name]).max())
 
 
 @pytest.mark.parametrize("extra", [["--batch-norm", "--dropout", "0.5", "--limit-train", "330"],
@@ -52,38 +60,76 @@ def children(pid=None):
                          ids=["batch-norm-dropout", "a-last-batch-of-one", "the-speedrun-shape"])
 def test_replicas_compute_what_one_process_computes(mnist_dir, extra):
     """float64, two epochs of Adam: batch norm's statistics over the whole batch (in both passes), dropout's masks
-    the rows of the one-process mask, and (321 images) a last batch of one image, which the parent runs alone while
-    the replica draws its masks: losses and every tensor (running statistics too) equal to rounding."""
+    the rows of the one-process mask, and (321 images) a last batch of one image, which the trainer runs alone:
+    losses and every tensor (running statistics too) equal to rounding."""
     one, one_losses = train(mnist_dir, 1, extra)
     two, two_losses = train(mnist_dir, 2, extra)
-    assert one.replicas is None and two.replicas is not None and len(two.replicas.pids) == 1
-    assert np.allclose(one_losses, two_losses, rtol=1e-10, atol=0), np.abs(np.subtract(one_losses, two_losses)).max()
-    theirs = two.model.state_dict()
-    for name, mine in one.model.state_dict().items():
-        scale = max(float(np.abs(mine).max()), 1e-12)
-        assert np.abs(mine - theirs[name]).max() <= 1e-9 * scale, (name, np.abs(mine - theirs[name]).max())
-    # the masks really are dropout's: with the replicas' rows drawn from another stream the losses part at once
-    assert abs(one_losses[0] - two_losses[0]) < 1e-12
+    assert one.replicas is None and len(two.replicas.processes) == 1
+    assert_same_run(one, one_losses, two, two_losses)
+    if "--dropout" in extra:  # the masks really are dropout's: drawn from another state, the losses part at once
+        assert abs(one_losses[0] - two_losses[0]) < 1e-12
+        assert one.model.dropouts and two.model.dropouts
+    two.close()
+
+
+def test_any_start_method(mnist_dir, monkeypatch):
+    """The replicas build their model from the flags and receive everything else as arguments: spawned, as on macOS
+    and Windows, they compute what forked ones do."""
+    extra = ["--batch-norm", "--dropout", "0.5", "--limit-train", "128"]
+    forked, forked_losses = train(mnist_dir, 2, extra, epochs=1)
+    monkeypatch.setattr(replicas, "START", "spawn")
+    spawned, spawned_losses = train(mnist_dir, 2, extra, epochs=1)
+    assert spawned.replicas.processes[0]._start_method == "spawn"
+    assert_same_run(forked, forked_losses, spawned, spawned_losses)
+    forked.close(), spawned.close()
 
 
 def test_replicas_end_with_their_trainer(mnist_dir):
-    two, _ = train(mnist_dir, 2, ["--limit-train", "64"], epochs=1)
-    pid = two.replicas.pids[0]
-    assert pid in children()
-    del two
-    import gc
-    gc.collect()
-    assert pid not in children()
+    """close() stops them; a trainer dropped without it stops them when it is collected."""
+    for closed in (True, False):
+        two, _ = train(mnist_dir, 2, ["--limit-train", "64"], epochs=1)
+        process = two.replicas.processes[0]
+        assert process.is_alive()
+        if closed:
+            two.close()
+        else:
+            del two
+        process.join(timeout=10)
+        assert not process.is_alive()
 
 
 def test_a_dead_replica_ends_the_step_in_one_line(mnist_dir):
-    two, _ = train(mnist_dir, 2, ["--limit-train", "64"], epochs=1)
-    pid = two.replicas.pids[0]
-    os.kill(pid, signal.SIGKILL)
-    data = cli.load_data(two.args)
+    two, data = trainer(mnist_dir, 2, ["--batch-norm", "--limit-train", "64"], epochs=1)
     x, y = two.place(data.x_train, data.y_train)
-    with pytest.raises(replicas.Failed, match=rf"replica process {pid} ended \(signal 9\).*--threads 1"):
+    two.train_step(x[:32], y[:32])
+    pid = two.replicas.processes[0].pid
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(replicas.Failed, match=rf"replica process {pid} ended \(signal 9\) in a step.*--processes 1"):
         two.train_step(x[:32], y[:32])
+    with pytest.raises(replicas.Failed, match="have stopped"):
+        two.replicas.forward_backward(x[:32], y[:32])
+
+
+@pytest.mark.parametrize("batch_norm", [[], ["--batch-norm"]], ids=["at-the-answer", "at-a-batch-norm-meeting"])
+def test_a_stopped_replica_ends_the_step_after_the_wait(mnist_dir, monkeypatch, batch_norm):
+    """A replica that stops answering (SIGSTOP) ends the step in one line after WAIT_S, whether the trainer waits for
+    its answer or for its batch norm's sums."""
+    monkeypatch.setattr(replicas, "WAIT_S", 1.0)
+    two, data = trainer(mnist_dir, 2, [*batch_norm, "--limit-train", "64"], epochs=1)
+    x, y = two.place(data.x_train, data.y_train)
+    two.train_step(x[:32], y[:32])
+    process = two.replicas.processes[0]
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(replicas.Failed, match=r"(within 1 s|waited 1 s).*stopped or stuck.*--processes 1"):
+            two.train_step(x[:32], y[:32])
+        assert time.monotonic() - start < 15
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # (stopping the replicas kills one that does not stop)
+            os.kill(process.pid, signal.SIGCONT)
+    process.join(timeout=10)
+    assert not process.is_alive()
 
 
 def test_a_failing_replica_ends_the_step_with_its_error(mnist_dir, monkeypatch):
@@ -95,24 +141,43 @@ def test_a_failing_replica_ends_the_step_with_its_error(mnist_dir, monkeypatch):
             raise ValueError("broken in the replica")
         return forward(self, x)
     monkeypatch.setattr(numpy_nn.model.Sequential, "forward", failing)
-    with pytest.raises(replicas.Failed, match="replica process failed: ValueError: broken in the replica; run with"):
-        train(mnist_dir, 2, ["--limit-train", "64"], epochs=1)
+    for batch_norm in ([], ["--batch-norm"]):  # the trainer waiting for the answer, or at a meeting the replica broke
+        with pytest.raises(replicas.Failed, match="replica process failed: ValueError: broken in the replica; run "):
+            train(mnist_dir, 2, [*batch_norm, "--limit-train", "64"], epochs=1)
 
 
-def test_a_replica_dies_with_its_killed_parent(mnist_dir):
-    """kill -9 of the training process leaves no replica behind (the parent-death signal)."""
+def test_a_replica_dies_with_its_killed_trainer(mnist_dir):
+    """kill -9 of the training process leaves no replica behind."""
     script = (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import time, test_replicas as t; "
               f"from pathlib import Path; tr, _ = t.train(Path({str(mnist_dir)!r}), 2, ['--limit-train', '64'], 1); "
-              "print(tr.replicas.pids[0], flush=True); time.sleep(60)")
+              "print(tr.replicas.processes[0].pid, flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         child = int(proc.stdout.readline())
-        assert child in children(proc.pid)
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 10
         while os.path.exists(f"/proc/{child}") and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not os.path.exists(f"/proc/{child}"), "the replica outlived its parent"
+        assert not os.path.exists(f"/proc/{child}"), "the replica outlived its trainer"
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["--processes", "3", "--threads", "2"], "--processes 3: with --threads 2, some process has no core of its own; "
+                                             "use --processes 2"),
+    (["--processes", "2", "--kernels", "reference"], "--processes 2: batches are shared over processes with --kernels "
+                                                     "fast on the CPU only; use --processes 1"),
+])
+def test_processes_that_cannot_run_are_refused_in_one_line(argv, why):
+    args = flags.parse_args(parser(), [*NET, *argv])
+    with pytest.raises(RunError, match=why):
+        replicas.count(args)
+
+
+def test_the_default_shares_a_cnn_of_the_fast_kernels_only():
+    def count(*argv):
+        return replicas.count(flags.parse_args(parser(), [*argv, "--threads", "2"]))
+    assert count("--model", "cnn") == 2
+    assert count("--model", "cnn", "--kernels", "reference") == count("--model", "mlp") == 1
