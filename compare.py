@@ -53,11 +53,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2,000 images, 2 epochs, 1 seed, short studies (what the tests use)")
     sweep = p.add_argument_group("sweep mode (any of these runs the grid instead of the comparison)")
-    sweep.add_argument("--sweep-lr", type=flags.number(float, 0, low_open=True), nargs="+")
-    sweep.add_argument("--sweep-hidden", type=flags.sizes, nargs="+", help="e.g. 128,64 256,128")
-    sweep.add_argument("--sweep-batch-size", type=flags.number(int, 1), nargs="+")
-    sweep.add_argument("--sweep-optimizer", choices=["sgd", "adam", "adamw"], nargs="+")
-    sweep.add_argument("--sweep-epochs", type=flags.number(int, 1), nargs="+")
+    sweep.add_argument("--sweep-lr", type=flags.number(float, 0, low_open=True), nargs="+",
+                       help="learning rates to try, e.g. 1e-3 3e-3")
+    sweep.add_argument("--sweep-hidden", type=flags.sizes, nargs="+", help="hidden layer sizes to try, e.g. 128,64 256,128")
+    sweep.add_argument("--sweep-batch-size", type=flags.number(int, 1), nargs="+", help="batch sizes to try")
+    sweep.add_argument("--sweep-optimizer", choices=["sgd", "adam", "adamw"], nargs="+", help="optimizers to try")
+    sweep.add_argument("--sweep-epochs", type=flags.number(int, 1), nargs="+", help="epoch counts to try")
     return p
 
 
@@ -179,7 +180,8 @@ def main(argv=None) -> int:
             tmp = Path(tmp)
             workers = Workers(store, lambda: progress.set_description(f"compare ({store.reused} reused)"))
             try:
-                sections = (studies.sweep if args.sweep else run_comparison)(args, tmp, progress, workers)
+                with plots.captioned(f"{architecture.describe(args)} · {machine.cpu_label()}, {args.threads} threads"):
+                    sections = (studies.sweep if args.sweep else run_comparison)(args, tmp, progress, workers)
             finally:
                 workers.close(terminate=sys.exc_info()[0] is KeyboardInterrupt)
             env = machine.environment()

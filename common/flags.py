@@ -133,7 +133,7 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--limit-train", type=pos_int, help="train on this many images only (default: all)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data)")
     p.add_argument("--threads", type=threads, default=default_threads(),
-                   help="CPU threads for the math, at most the machine's cores (default: all, %(default)s)")
+                   help="CPU threads for the math, at most the machine's cores (default: all of them)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines remain)")
     if train_script:
         p.add_argument("--seed", type=number(int, 0), default=1, help="random seed (default: %(default)s)")

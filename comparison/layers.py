@@ -73,10 +73,11 @@ def profile(trainer, data, args, steps, warmup=20):
     x, y = trainer.place(data.x_train, data.y_train)
     times, per_layer = defaultdict(list), defaultdict(list)
     step_fn = numpy_step if trainer.name == "numpy" else torch_step
+    share = getattr(trainer, "processes", 1)  # numpy_nn sharing its batches: one process's rows, as it runs them
     batches = (b for epoch in itertools.count() for b in data_loader.batches(x, y, args.batch_size, 1, epoch))
     for step in range(steps + warmup):
         xb, yb = timed(times, "batch gather", next, batches)
-        step_fn(trainer, xb, yb, times, per_layer)
+        step_fn(trainer, xb[:len(xb) // share], yb[:len(yb) // share], times, per_layer)
         if step == warmup - 1:
             times.clear(), per_layer.clear()
     return ({k: statistics.median(v) * 1e6 for k, v in times.items()},
@@ -104,13 +105,15 @@ def layers_job(argv: list[str], steps: int) -> pd.DataFrame:
     cli.threadpool_limits(args.threads)
     data, rows, names = cli.load_data(args), [], []
     for impl in ("numpy", "pytorch"):
-        phases, per_layer = profile(trainer_module(impl).Trainer(args), data, args, steps, warmup=min(20, steps))
+        trainer = trainer_module(impl).Trainer(args)
+        phases, per_layer = profile(trainer, data, args, steps, warmup=min(20, steps))
+        ran = {"processes": getattr(trainer, "processes", 1), "threads": getattr(trainer, "blas_threads", args.threads)}
         per_layer = aligned(per_layer, names)
         names = list(dict.fromkeys(k.split(" ", 1)[1] for k in per_layer))
         for name in names:
             rows.append({"implementation": impl, "layer": name, "forward_ms": per_layer.get(f"forward {name}", 0) / 1e3,
-                         "backward_ms": per_layer.get(f"backward {name}", 0) / 1e3})
-        rows += [{"implementation": impl, "layer": phase, "forward_ms": phases[phase] / 1e3, "backward_ms": 0.0}
+                         "backward_ms": per_layer.get(f"backward {name}", 0) / 1e3, **ran})
+        rows += [{"implementation": impl, "layer": phase, "forward_ms": phases[phase] / 1e3, "backward_ms": 0.0, **ran}
                  for phase in ("loss", "optimizer step")]
     return pd.DataFrame(rows).assign(total_ms=lambda d: d["forward_ms"] + d["backward_ms"])
 
@@ -119,7 +122,14 @@ def section(df: pd.DataFrame, steps: int, batch_size: int, out) -> list[str]:
     """Write layers.csv and layers.png; return the report's Markdown, which says in two sentences where each twin
     spends its step and where the two differ most."""
     write_csv(df, out / "layers.csv")
-    plots.plot_layers(df, out / "layers.png")
+    ran = {impl: (int(g["processes"].iloc[0]), int(g["threads"].iloc[0])) for impl, g in df.groupby("implementation")}
+
+    def ran_how(processes, threads):
+        on = f"on {threads} thread{'s' * (threads > 1)}"
+        return (f"{batch_size // processes} of the {batch_size} images {on}, as each of its {processes} processes runs "
+                f"its share" if processes > 1 else f"{batch_size} images {on}")
+    how = {impl: ran_how(*ran[impl]) for impl in ran}
+    plots.plot_layers(df, out / "layers.png", f"numpy_nn: {how['numpy']}; pytorch_nn: {how['pytorch']}")
     wide = df.pivot(index="layer", columns="implementation", values="total_ms").reindex(dict.fromkeys(df["layer"]))
     totals = wide.sum()
     top = {impl: wide[impl].idxmax() for impl in ("numpy", "pytorch")}
@@ -139,4 +149,7 @@ def section(df: pd.DataFrame, steps: int, batch_size: int, out) -> list[str]:
     return ["## Where the time goes, layer by layer\n",
             f"Both twins on this network, seed 1, the CPU: median milliseconds per step over {steps} steps of "
             f"{batch_size} after a warm-up, forward and backward of every layer, then the loss and the optimizer step "
-            f"(layers.csv). {said}\n", markdown_table(table), "", "![layers](layers.png)\n"]
+            f"(layers.csv): numpy_nn {how['numpy']}, pytorch_nn {how['pytorch']}"
+            + (" (a shared step adds the processes' meetings and the gradients' sum, which the epoch times include)"
+               if ran["numpy"][0] > 1 else "") + f". {said}\n", markdown_table(table), "",
+            "![layers](layers.png)\n"]

@@ -7,9 +7,24 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+import contextlib  # noqa: E402
+import contextvars  # noqa: E402
+
 from common.files import atomic_path  # noqa: E402
 
 COLORS = {"numpy": "tab:blue", "pytorch": "tab:orange"}
+MARKERS = "osD^vP*X"  # one per seed
+CAPTION = contextvars.ContextVar("caption", default="")  # the network and the machine, under every figure
+
+
+@contextlib.contextmanager
+def captioned(text):
+    """Every figure saved inside the block says text at its foot (compare.py: the network and the machine)."""
+    token = CAPTION.set(text)
+    try:
+        yield
+    finally:
+        CAPTION.reset(token)
 
 
 def figure(ncols=1, width=6.4, height=4.2):
@@ -18,8 +33,10 @@ def figure(ncols=1, width=6.4, height=4.2):
 
 
 def save(fig, path, tight=True):
+    if CAPTION.get():
+        fig.text(0.5, 0.005, CAPTION.get(), ha="center", va="bottom", fontsize=7, color="dimgray", wrap=True)
     if tight:
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.035 if CAPTION.get() else 0, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches=None if tight else "tight")
     plt.close(fig)
@@ -143,26 +160,31 @@ def plot_accuracy_vs_time(epochs, target, path):
     """accuracy_vs_time.png: test accuracy after each epoch against the training seconds spent so far, every
     seed of both twins, with the target drawn: how much accuracy for how many seconds."""
     fig, (ax,) = figure(1, width=7.5, height=4.6)
+    seeds = sorted(epochs["seed"].unique())
     for (impl, device), df in epochs.groupby(["implementation", "device"], sort=False):
-        for i, (_, run) in enumerate(df.groupby("seed")):
+        for i, (seed, run) in enumerate(df.groupby("seed")):
             run = run.sort_values("epoch")
-            ax.plot(run["epoch_seconds"].cumsum(), run["test_acc"] * 100, "o-", color=color(impl, device),
-                    markersize=3, alpha=0.8, label=label(impl, device) if i == 0 else None)
+            ax.plot(run["epoch_seconds"].cumsum(), run["test_acc"] * 100, "-", color=color(impl, device),
+                    marker=MARKERS[seeds.index(seed) % len(MARKERS)], markersize=4, alpha=0.8,
+                    label=label(impl, device) if i == 0 else None)
+    if len(seeds) > 1:  # the markers' key: seed by seed, in gray
+        for seed in seeds:
+            ax.plot([], [], MARKERS[seeds.index(seed) % len(MARKERS)], color="gray", label=f"seed {seed}")
     ax.axhline(target * 100, color="gray", linestyle=":", label=f"target {target:.0%}")
     if epochs["test_acc"].max() < target:
         ax.text(0.02, 0.88, "target not reached in this run", transform=ax.transAxes, fontsize=8, color="gray")
     ax.set_xlim(left=0)
     ax.set_xlabel("training seconds (cumulative; evaluation excluded)")
     ax.set_ylabel("test accuracy after the epoch (%)")
-    ax.set_title("Accuracy for time: every seed, each point an epoch")
+    ax.set_title("Accuracy for time: every seed (a marker each), each point an epoch")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, ncol=2)
     save(fig, path)
 
 
-def plot_layers(df, path):
+def plot_layers(df, path, how=""):
     """layers.png: forward and backward milliseconds per step of every layer (and the loss and the optimizer
-    step), numpy_nn and pytorch_nn side by side."""
+    step), numpy_nn and pytorch_nn side by side; how: what each twin ran (batch, threads, processes)."""
     layers = list(dict.fromkeys(df["layer"]))
     fig, (ax,) = figure(1, width=8.5, height=max(3.5, 0.42 * len(layers) + 1.5))
     y = range(len(layers))
@@ -176,7 +198,8 @@ def plot_layers(df, path):
     ax.invert_yaxis()
     ax.margins(x=0.04)
     ax.set_xlabel("milliseconds per training step (median)")
-    ax.set_title("Where a step's time goes, layer by layer (upper bar numpy_nn, lower pytorch_nn)")
+    ax.set_title("Where a step's time goes, layer by layer (upper bar numpy_nn, lower pytorch_nn)"
+                 + (f"\n{how}" if how else ""), fontsize=9 if how else None)
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8)
     save(fig, path)

@@ -172,6 +172,11 @@ def section(result: dict, interchange: pd.DataFrame | None, out) -> list[str]:
              f"{result['optimizer']} (lr {result['lr']:g}, held) on the same batches of {result['batch_size']} from "
              f"a {SUBSET:,}-image training subset. Per-step numbers: parity.csv.\n",
              markdown_table(summary), "",
+             "Why the float32 rows part: a float32 sum differs from another order's in its 7th digit, and each step "
+             "of training carries the difference on and amplifies it, the more the higher the held learning rate "
+             "(and the more batch norm renormalizes); with dropout the twins also draw their masks from different "
+             "generators (NumPy's and torch's), so they train different subnetworks from the first step and part at "
+             "once, whatever the precision. Only the float64 row, with dropout off, is a test of the math.\n",
              *(["The control: numpy_nn against itself in the float64 lockstep, its reference kernels against its fast "
                 "ones (the same math, its sums in another order). It measures how far this network and learning rate "
                 "carry rounding alone, step by step: twins that drift about as far differ by rounding, not by "

@@ -13,9 +13,9 @@ from common.files import atomic_path
 HEADERS = {
     "implementation": "twin", "runs_with": "runs with", "test_acc_mean": "test accuracy",
     "test_acc_std": "± (seeds)", "test_loss_mean": "test loss", "best_val_acc": "best validation accuracy",
-    "median_epoch_s": "median epoch (s)", "samples_per_s": "images/s", "train_s_mean": "training (s)",
+    "median_epoch_s": "median epoch (s)", "samples_per_s": "images/s", "train_s_median": "training (s)",
     "time_to_target_s": "time to {target} (s)", "runs_reaching_target": "runs reaching {target}",
-    "peak_rss_mb": "peak memory (MB)", "epoch_time_vs_numpy_nn": "epoch time vs numpy_nn",
+    "peak_rss_mb": "peak memory (MB)", "epoch_vs_pytorch_nn": "epoch time / pytorch_nn's",
     "max_abs_diff": "largest difference", "max_abs_value": "largest entry", "train_loss": "training loss",
     "val_acc": "validation accuracy", "test_acc": "test accuracy", "batch_size": "batch size", "epoch_s": "epoch (s)",
     "gflops": "GFLOP/s", "final_val_acc": "final validation accuracy",
@@ -29,12 +29,13 @@ EXPLAINED = {
     "± (seeds)": "the standard deviation of the test accuracy over the seeds.",
     "median epoch (s)": "the median over every epoch of every seed of the seconds spent in training updates "
                         "(evaluation excluded); images/s is the training set's size over it.",
-    "training (s)": "the mean over seeds of a whole run's training seconds.",
+    "training (s)": "the median over seeds of a whole run's training seconds (so for one epoch, the median epoch).",
     "time to {target} (s)": "the mean over the seeds that reached it of the training seconds until the test accuracy, "
                             "measured after each epoch, first reached {target} (accuracy_vs_time.png).",
     "peak memory (MB)": "the largest resident memory of one run's process (its worker's high-water mark, reset "
                         "before the run).",
-    "epoch time vs numpy_nn": "median epoch over numpy_nn's: above 1 is slower than numpy_nn.",
+    "epoch time / pytorch_nn's": "median epoch over pytorch_nn's on the CPU, the one direction of every ratio in these "
+                                 "reports: above 1 is slower than pytorch_nn.",
 }
 
 
@@ -59,14 +60,14 @@ def summarize(runs: list[dict], target: float = 0.98):
             "test_loss_mean": statistics.mean(r["test_loss"] for r in group),
             "best_val_acc": best_val[impl, device],
             "median_epoch_s": statistics.median(sec), "samples_per_s": group[0]["n_train"] / statistics.median(sec),
-            "train_s_mean": statistics.mean(r["train_seconds"] for r in group),
+            "train_s_median": statistics.median(r["train_seconds"] for r in group),
             "target_acc": target, "time_to_target_s": statistics.mean(reached) if reached else math.nan,
             "runs_reaching_target": len(reached),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in group),
         })
     table = pd.DataFrame(rows)
-    numpy_rows = table.loc[table["implementation"] == "numpy", "median_epoch_s"]
-    table["epoch_time_vs_numpy_nn"] = table["median_epoch_s"] / numpy_rows.iloc[0] if len(numpy_rows) else math.nan
+    torch_cpu = table.loc[(table["implementation"] == "pytorch") & (table["device"] == "cpu"), "median_epoch_s"]
+    table["epoch_vs_pytorch_nn"] = table["median_epoch_s"] / torch_cpu.iloc[0] if len(torch_cpu) else math.nan
     return table, epochs
 
 

@@ -138,8 +138,9 @@ class Trainer:
         kernels = getattr(self.args, "kernels", "fast")
         d = {"threads": self.args.threads, "processes": self.processes, "blas_threads": self.blas_threads,
              "backend": self.xp.__name__, "kernels": kernels,
-             "runs_with": f"{kernels} kernels, optimizer on one flat buffer"
-                          + (f", each batch shared over {self.processes} processes" if self.processes > 1 else "")}
+             "runs_with": ", ".join([*([f"{kernels} kernels"] * bool(self.args.model == "cnn" or self.args.batch_norm)),
+                                     "optimizer on one flat buffer",
+                                     *([f"each batch shared over {self.processes} processes"] * (self.processes > 1))])}
         if self.xp is not np:
             d["gpu"] = self.xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
         return d
