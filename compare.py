@@ -1,8 +1,8 @@
 """Train both twins with one config on the same data and report accuracy and time: `python compare.py --help`.
 
 Writes into --out (default results/), beside runs/ (every finished run, reused by the same command):
-comparison.md/.csv (one row per implementation), epochs.csv (every epoch of every run), parity.csv and
-interchange.csv (the twins are one network), layers.csv (where a step's time goes), precision.csv (float32
+comparison.md/.csv (one row per implementation), epochs.csv (every epoch of every run), parity.csv, gradients.csv
+and interchange.csv (the twins are one network), layers.csv (where a step's time goes), precision.csv (float32
 against float64), optimizers.csv, scaling.csv, sweep.csv/.md in sweep mode, and the figures:
 accuracy_vs_time.png, loss.png, accuracy.png, epoch_time.png, confusion.png, misclassified.png, samples.png,
 parity.png, weights.png, layers.png, optimizers.png, scaling.png (and sweep.png). Under results/ it also
@@ -29,7 +29,7 @@ from comparison import images, index, layers, plots, proof, studies, tables
 from comparison.runs import Store, Workers, devices, model_argv, train_job, train_size
 from comparison.studies import OPTIMIZERS, SWEEP_FLAGS
 
-OUTPUTS = ["comparison.md", "comparison.csv", "epochs.csv", "parity.csv", "interchange.csv", "optimizers.csv",
+OUTPUTS = ["comparison.md", "comparison.csv", "epochs.csv", "parity.csv", "gradients.csv", "interchange.csv", "optimizers.csv",
            "scaling.csv", "sweep.csv", "sweep.md", "layers.csv", "precision.csv", "loss.png", "accuracy.png",
            "accuracy_vs_time.png", "epoch_time.png", "confusion.png", "misclassified.png", "samples.png", "parity.png",
            "weights.png", "layers.png", "optimizers.png", "scaling.png", "sweep.png"]

@@ -159,9 +159,10 @@ def plot_parity(steps: pd.DataFrame, path):
 
 
 def section(result: dict, interchange: pd.DataFrame | None, out) -> list[str]:
-    """Write parity.csv, parity.png (and interchange.csv); return the report's Markdown."""
+    """Write parity.csv, gradients.csv, parity.png (and interchange.csv); return the report's Markdown."""
     steps = result["steps"]
     write_csv(steps, out / "parity.csv")
+    write_csv(result["gradients"], out / "gradients.csv")
     plot_parity(steps, out / "parity.png")
     summary = steps.groupby("case", sort=False)["rel_diff"].agg(["median", "max"]).reset_index()
     if (control := controlled(steps)) is not None:

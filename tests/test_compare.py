@@ -28,7 +28,7 @@ def quick(mnist_dir, tmp_path_factory):
 def test_quick_writes_every_output(quick):
     code, out = quick
     assert code == 0
-    for name in ["comparison.md", "comparison.csv", "epochs.csv", "parity.csv", "interchange.csv", "optimizers.csv",
+    for name in ["comparison.md", "comparison.csv", "epochs.csv", "parity.csv", "gradients.csv", "interchange.csv", "optimizers.csv",
                  "scaling.csv", "layers.csv", "precision.csv", *FIGURES]:
         assert (out / name).stat().st_size > 0, name
     for name in FIGURES:
