@@ -34,8 +34,7 @@ class Failed(RunError):  # a replica failed, ended or stopped answering
 
 
 def count(args, xp=np) -> int:
-    """--processes, or by default --threads for a CNN of the fast kernels on the CPU and 1 otherwise (ANALYSIS.md
-    measures both); RunError, in one line, for a count that cannot run."""
+    """--processes, or --threads for a CNN of the fast kernels on the CPU, else 1; RunError for one that cannot run."""
     chosen, fast = getattr(args, "processes", None), getattr(args, "kernels", "fast") == "fast" and xp is np
     daemonic = mp.current_process().daemon  # (a multiprocessing.Pool's worker: it may not start processes)
     if chosen is None:
@@ -69,8 +68,7 @@ class Group:
     sharing = property(lambda self: self.batch is not None)
 
     def step(self, model, x, y):
-        """Forward and backward of this process's rows of batch (x, y) into model.grads: (its share of the batch's
-        mean loss, its count of correct predictions)."""
+        """Forward and backward of this process's rows of (x, y) into model.grads: (share of the mean loss, correct)."""
         n = self.batch = len(x)
         self.mine = mine = slice(n * self.rank // self.size, n * (self.rank + 1) // self.size)
         try:
@@ -105,8 +103,7 @@ class Group:
                 semaphore.release()
 
     def sum(self, sums, m):
-        """A batch norm's per-channel sums and count of values over this process's rows -> over the batch, added in
-        the order of the processes: the same numbers in each."""
+        """Per-channel sums and count of values over this process's rows -> over the batch, in rank order in each."""
         flat = np.append(np.asarray(sums, np.float64), m)
         slot, self.meetings = self.meetings % 2, self.meetings + 1
         self.slots[slot, self.rank, :len(flat)] = flat
@@ -154,6 +151,7 @@ class Replicas:
         processes, group = self.processes, self.group  # when a replica ends, break the group: nobody waits for it
         threading.Thread(target=lambda: (connection.wait([p.sentinel for p in processes]), group.abort()),
                          daemon=True).start()
+        self.answers()  # each replica ready, its model built (a spawned one imports NumPy first), before any step
 
     def forward_backward(self, x, y):
         """Fill the model's grads from batch (x, y), a slice in each process: (loss, correct); None for a batch of
@@ -227,12 +225,15 @@ def serve(args, rank, size, specs, semaphores, pipe):
     parent = mp.parent_process()
     threading.Thread(target=lambda: (connection.wait([parent.sentinel]), os._exit(0)), daemon=True).start()
     from threadpoolctl import threadpool_limits
+    from common.machine import keep_freed_memory
     from numpy_nn.model import build
+    keep_freed_memory()  # as its trainer's process (a forked replica inherits it, a spawned one does not)
     threadpool_limits(max(1, args.threads // size), user_api="blas")
     memory, model = {k: array(spec) for k, spec in specs.items()}, build(args)
     group = Group(size, rank, semaphores, memory["slots"], memory["broken"])
     model.share(group)
     try:
+        pipe.send(("done", 0.0, 0))  # ready: the trainer waits for this before its first step
         while (order := pipe.recv()) is not None:
             n, rng = order
             model.flat_params[...] = memory["params"]

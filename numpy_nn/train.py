@@ -52,10 +52,14 @@ class Trainer:
         self.to_host = np.asarray if self.xp is np else self.xp.asnumpy
 
     def place(self, x, y):
+        """The training arrays where the trainer computes, once; with --processes, the replica processes started
+        (before the first timed step: a spawned replica takes a second to import NumPy and build its model)."""
+        if self.processes > 1 and self.replicas is None:
+            self.replicas = replicas.Replicas(self.args, self.model, x.shape[1:], self.processes)
         return self.xp.asarray(x), self.xp.asarray(y)
 
     def train_step(self, x, y):
-        if self.processes > 1 and self.replicas is None:
+        if self.processes > 1 and self.replicas is None:  # (placed elsewhere: started at the first step)
             self.replicas = replicas.Replicas(self.args, self.model, x.shape[1:], self.processes)
         shared = self.replicas.forward_backward(x, y) if self.replicas else None  # a slice of it in each process
         if shared is None:
