@@ -24,7 +24,7 @@ from pathlib import Path
 import data_loader
 from common import architecture, flags, machine
 from common.errors import RunError
-from common.files import atomic_path, check_folder
+from common.files import atomic_path, check_folder, check_name
 from comparison import images, index, layers, plots, proof, studies, tables
 from comparison.runs import Store, Workers, devices, model_argv, train_job, train_size
 from comparison.studies import OPTIMIZERS, SWEEP_FLAGS
@@ -166,6 +166,7 @@ def main(argv=None) -> int:
     store = Store(args.out / "runs", fresh=args.fresh)
     try:
         check_folder(args.out, "--out", "the report")
+        check_name(args.data_dir, "--data-dir")
         data_loader.load_raw(args.data_dir)  # fail early, in one line, before any child starts
         from tqdm import tqdm
         n_rows = len(devices(args))

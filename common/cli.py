@@ -14,9 +14,9 @@ from threadpoolctl import threadpool_limits
 import data_loader
 from common import architecture, machine, resume, weights
 from common.errors import Diverged, RunError
-from common.files import check_folder, write_json
-from common.flags import explicit, make_parser, misplaced, parse_args
-from common.records import ADDED, ENVIRONMENT, adopt
+from common.files import check_folder, check_name, jsonable, write_json
+from common.flags import explicit, make_parser, misplaced, parse_args, show
+from common.records import ADDED, ENVIRONMENT, REORDERS, SAME_MATH, adopt
 from common.loop import Progress, batches_per_epoch, evaluate, fit
 from data_loader import DataError
 
@@ -34,8 +34,8 @@ class StopRequest:
     """Ctrl-C (SIGINT) or SIGTERM asks the training loop to stop at the next step boundary; a second one exits
     at once. A context manager around training; calling it says whether a stop was asked for."""
 
-    def __init__(self):
-        self.signum, self.previous = None, {}
+    def __init__(self, restore=True):
+        self.signum, self.previous, self.restore = None, {}, restore
 
     def __enter__(self):
         for s in (signal.SIGINT, signal.SIGTERM):
@@ -44,8 +44,9 @@ class StopRequest:
 
     def __exit__(self, *exc):
         """The handlers from before, whether or not a stop was asked for: a later Ctrl-C in this process is
-        then what it was (KeyboardInterrupt, or whatever the caller installed), never this one's os._exit."""
-        for s, handler in self.previous.items():
+        then what it was (KeyboardInterrupt, or whatever the caller installed), never this one's os._exit. Not with
+        restore=False (train.py's own process, which ends next): a Ctrl-C after a stop still exits at once."""
+        for s, handler in self.previous.items() if self.restore else ():
             signal.signal(s, handler)
 
     def handle(self, signum, frame):
@@ -64,13 +65,21 @@ def prepare(parser, args, given, name):
     """The flags to run with: a checkpoint's (--resume) or a model file's architecture (--evaluate) taken in;
     --out checked; a model too large for this machine's memory refused before anything is allocated."""
     checkpoint = source = None  # source: the file whose record the flags came from
+    for flag in ("resume", "evaluate", "data_dir", "out"):
+        check_name(getattr(args, flag), f"--{flag.replace('_', '-')}")
     if args.resume:
         checkpoint = resume.read(args.resume, name)
         recorded = {**ADDED, **{k: v for k, v in checkpoint[1]["config"].items() if k not in ("resume", "out")}}
-        # every recorded flag comes back (the same --threads too: BLAS sums in another order with more);
-        # the environment's flags may be given anew, any other only with the value it had
-        source = f"the checkpoint in {args.resume}"
-        adopt(parser, recorded, args, given - set(ENVIRONMENT), recorded.keys() - (given & set(ENVIRONMENT)), source)
+        # every recorded flag comes back unless given anew: the environment's and the same math's may be, any other
+        # only with the value it had
+        source, free = f"the checkpoint in {args.resume}", set(ENVIRONMENT) | set(SAME_MATH)
+        adopt(parser, recorded, args, given - free, recorded.keys() - (given & free), source)
+        changed = [k for k in REORDERS if k in given & recorded.keys() and jsonable(getattr(args, k)) != recorded[k]]
+        if changed:
+            print(f"note: resuming with {', '.join(f'--{k} {show(getattr(args, k))}' for k in changed)} where the "
+                  f"checkpoint's run had {', '.join(show(recorded[k]) for k in changed)}: the same math, its sums in "
+                  f"another order, so the run goes on as one never interrupted would, but not bit for bit",
+                  file=sys.stderr)
         args.out = args.out or (args.resume if args.resume.is_dir() else args.resume.parent)
     elif args.evaluate and args.evaluate.suffix == ".safetensors" and args.evaluate.is_file():
         meta = weights.read_metadata(args.evaluate)
@@ -97,7 +106,7 @@ def prepare(parser, args, given, name):
     return checkpoint
 
 
-def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
+def main(trainer_cls, argv=None, description="", add_flags=None, restore=True) -> int:
     """Parse flags, load data, train (or resume, or --evaluate), write --out; every expected failure is one line."""
     parser = make_parser(description)
     if add_flags:
@@ -126,7 +135,7 @@ def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
             if args.checkpoint_every and p.epoch % args.checkpoint_every == 0 and p.epoch < args.epochs:
                 resume.write(args.out, trainer, args, p)
 
-        with StopRequest() as stop:  # through the writes too: a second Ctrl-C there exits without a traceback
+        with StopRequest(restore) as stop:  # through the writes too: a second Ctrl-C there exits without a traceback
             history = fit(trainer, data, args, progress=progress, stop=stop, after_epoch=periodic)
             write_json(args.out / "history.json", history)
             if history["interrupted"]:
@@ -134,11 +143,13 @@ def main(trainer_cls, argv=None, description="", add_flags=None) -> int:
                 script = os.path.relpath(inspect.getfile(trainer_cls))
                 print(f"stopped at epoch {progress.epoch + 1}, step {progress.step}: wrote {args.out / 'history.json'}"
                       f" and {path}; resume with: python {script} --resume {args.out}", file=sys.stderr)
+                trainer.close()
                 return 128 + stop.signum
             if args.save_model:
                 weights.write_file(args.out / "model.safetensors", trainer.weights(),
                                    weights.describe(args, trainer.name, test_acc=history["test_acc"]))
             (args.out / resume.CHECKPOINT).unlink(missing_ok=True)
+            trainer.close()  # (here too: a Ctrl-C while the replicas stop still exits at once)
     except (DataError, RunError, Diverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -161,7 +172,7 @@ def run(trainer_cls, description, add_flags) -> None:
     """A train.py's entry point: main(), then exit with its code. Once main has returned there is nothing left
     to stop, so Ctrl-C is ignored while the interpreter shuts down (a signal there would kill the process
     without its exit code; CPython keeps an ignored signal ignored through shutdown)."""
-    code = main(trainer_cls, sys.argv[1:], description, add_flags)
+    code = main(trainer_cls, sys.argv[1:], description, add_flags, restore=False)
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
     sys.exit(code)

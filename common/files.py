@@ -37,8 +37,32 @@ def file_in_the_way(path: Path) -> Path | None:
     return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
 
 
+def check_name(path: Path | None, flag: str) -> None:
+    """Raise RunError, in one line, when `path` names something longer than its filesystem allows: a name (a folder's
+    or the file's) over NAME_MAX, or the whole path over PATH_MAX, either of which would fail every open."""
+    if path is None:
+        return
+    path = Path(path)
+    existing = next((p for p in (path.absolute(), *path.absolute().parents) if os.path.exists(p)), Path("/"))
+    try:
+        name_max, path_max = os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # (no pathconf here: the usual limits)
+        name_max, path_max = 255, 4096
+    def short(text, n):
+        return text if len(text) <= n else text[:n - 3] + "..."
+    longest = max(path.parts, key=lambda part: len(os.fsencode(part)), default="")
+    if len(os.fsencode(longest)) > name_max:
+        raise RunError(f"{flag} {short(str(path), 60)}: the name {short(longest, 24)} is {len(os.fsencode(longest))} "
+                       f"bytes long, more than the {name_max} this filesystem allows; use a shorter name")
+    if len(os.fsencode(str(path.absolute()))) >= path_max:
+        raise RunError(f"{flag} {short(str(path), 60)}: the path is longer than the {path_max} bytes this filesystem "
+                       f"allows; use a shorter one")
+
+
 def check_folder(path: Path, flag: str, purpose: str) -> None:
-    """Raise RunError, in one line, when `path` cannot be a folder because it, or a folder above it, is a file."""
+    """Raise RunError, in one line, when `path` cannot be a folder: its name too long (check_name), or it, or a folder
+    above it, a file."""
+    check_name(path, flag)
     not_folder = file_in_the_way(path)
     if not_folder == path:
         raise RunError(f"{flag} {path}: is a file, not a folder; name a folder for {purpose}")

@@ -11,6 +11,11 @@ from common.flags import ONLY_FOR, check_blocks, show
 # Flags about where and how a run happens rather than what it computes: a resumed run may be given them anew.
 ENVIRONMENT = ("resume", "quiet", "data_dir", "threads", "processes", "out", "checkpoint_every", "evaluate",
                "save_model")
+# Switches that compute the same math another way: a resumed run may be given them anew too (moved to another machine,
+# or resumed with the reference kernels to look inside), its sums then in another order.
+SAME_MATH = ("kernels", "backend", "device", "fused", "compile")
+# What a resumed run may change that makes it no longer bit-exact with one never interrupted: the order of sums.
+REORDERS = ("threads", "processes", *SAME_MATH)
 # Flags added after files were written, with the value an older file's run had: its record lacks them.
 ADDED = {"padding": "same"}
 # Values older files recorded for a flag that now takes others: --batch-norm was on or off.

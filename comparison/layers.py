@@ -52,7 +52,8 @@ def torch_step(trainer, x, y, times, per_layer):
     layers = list(model.named_children())
     for name, module in layers:
         out = timed(per_layer, f"forward {name}", module, out)
-        out.register_hook(lambda grad, name=name: stamps.append((name, time.perf_counter())))
+        if out.requires_grad:  # (a layer before the first with parameters, input dropout say, has no backward)
+            out.register_hook(lambda grad, name=name: stamps.append((name, time.perf_counter())))
     logits = out
     loss = timed(times, "loss", cross_entropy, logits, y)
     timed(times, "zero_grad", opt.zero_grad, True)
