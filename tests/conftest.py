@@ -68,17 +68,36 @@ def write_mnist(folder: Path, n_train=12, n_test=7, gz=True, seed=0) -> dict:
     return arrays
 
 
+def readline(proc, timeout=120, stream=None) -> str:
+    """The next line of a child's stdout (or stream), waiting at most timeout seconds (a stuck child fails its test,
+    never stalls the suite)."""
+    import select
+    stream = stream or proc.stdout
+    ready, _, _ = select.select([stream], [], [], timeout)
+    if not ready:
+        proc.kill()
+        pytest.fail(f"no output from the child within {timeout} s", pytrace=False)
+    return stream.readline()
+
+
+def on_cpu(trainer_module, argv) -> list:
+    """pytorch_nn's runs pinned to the CPU (its --device auto would move them to a GPU where there is one)."""
+    return [*argv, "--device", "cpu"] if trainer_module.Trainer.name == "pytorch" and "--device" not in argv else argv
+
+
 def run_train(trainer_module, argv, mnist_dir):
-    """A train.py's main in-process (the CLI, minus Python start-up): (exit code, history or None)."""
+    """A train.py's main in-process (the CLI, minus Python start-up), pytorch_nn on the CPU unless told otherwise:
+    (exit code, history or None)."""
     import json
     from common import cli
+    argv = on_cpu(trainer_module, argv)
     out = None
     for flag in ("--out", "--resume"):  # a resumed run writes where its checkpoint is, unless told otherwise
         if flag in argv:
             out = Path(argv[argv.index(flag) + 1])
     code = cli.main(trainer_module.Trainer, ["--data-dir", str(mnist_dir), "--quiet", *argv],
                        add_flags=getattr(trainer_module, "add_flags", None))
-    history = json.loads((out / "history.json").read_text()) if out and (out / "history.json").exists() else None
+    history = json.loads((out / "history.json").read_text()) if out and os.path.exists(out / "history.json") else None
     return code, history
 
 

@@ -24,7 +24,7 @@ EXACT = 1e-13  # forward outputs: the same sums, in another order
     (3, 1, 2, 2, 2, 1, 5),   # an even kernel, stride and padding together
 ])
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv2d(n, c_in, c_out, k, stride, padding, side, bias):
+def test_reference_conv2d_against_finite_differences_and_autograd(n, c_in, c_out, k, stride, padding, side, bias):
     rng = np.random.default_rng(n + k + stride)
     layer = Conv2d(c_in, c_out, k, rng, stride, padding, init="torch", dtype=np.float64, bias=bias)
     x = rng.standard_normal((n, c_in, side, side))
@@ -44,7 +44,7 @@ def test_conv2d(n, c_in, c_out, k, stride, padding, side, bias):
 
 
 @pytest.mark.parametrize("k, stride, side", [(2, None, 6), (2, None, 5), (3, 2, 7), (3, 1, 4)])
-def test_max_pool(k, stride, side):
+def test_reference_max_pool_against_finite_differences_and_autograd(k, stride, side):
     """Non-overlapping, flooring (5 -> 2), and overlapping windows, where gradients add up."""
     rng = np.random.default_rng(k * side)
     layer = MaxPool2d(k, stride)
@@ -84,7 +84,7 @@ def _batch_norm_pair(cls, channels, rng):
 @pytest.mark.parametrize("cls, shape", [(BatchNorm2d, (4, 3, 5, 5)), (BatchNorm2d, (1, 2, 3, 3)),
                                         (BatchNorm1d, (6, 5)), (BatchNorm1d, (2, 3))])
 @pytest.mark.parametrize("training", [True, False])
-def test_batch_norm(cls, shape, training):
+def test_reference_batch_norm_against_finite_differences_and_autograd(cls, shape, training):
     rng = np.random.default_rng(len(shape) + shape[0])
     ours, theirs = _batch_norm_pair(cls, shape[1], rng)
     if not training:  # evaluation reads running statistics: make them something other than 0 and 1
@@ -132,7 +132,7 @@ def test_flatten_keeps_torch_order():
 
 
 @pytest.mark.parametrize("batch_norm, n", [(True, 3), (False, 3), (False, 1)])  # (torch's BatchNorm1d refuses n=1)
-def test_whole_cnn(batch_norm, n):
+def test_whole_reference_cnn_against_autograd(batch_norm, n):
     """Every gradient of the mean loss through conv, batch norm, ReLU, pooling, flatten and the dense layers."""
     rng = np.random.default_rng(5)
     model = CNN((2, 3), 3, (6,), dropout=0.0, batch_norm=batch_norm, init="torch", seed=2, dtype=np.float64,

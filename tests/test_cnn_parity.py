@@ -82,7 +82,8 @@ def test_train_py_reference_and_fast_kernels_agree_per_epoch(mnist_dir, tmp_path
         argv = ["--model", "cnn", "--channels", "4,8", "--hidden", "16", "--batch-norm", "--dropout", "0.2",
                 "--dtype", "float64", "--epochs", "2", "--batch-size", "64", "--limit-train", "512", "--val-size", "256",
                 "--kernels", kernels, "--quiet", "--data-dir", str(mnist_dir), "--out", str(tmp_path / kernels)]
-        proc = subprocess.run([sys.executable, "numpy_nn/train.py", *argv], cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "numpy_nn/train.py", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=150)
         assert proc.returncode == 0, proc.stderr
         histories.append((tmp_path / kernels / "history.json").read_text())
     (ref, fast) = [json.loads(h) for h in histories]

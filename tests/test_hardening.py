@@ -25,19 +25,34 @@ def one_line_error(capsys) -> str:
 
 # --- paths ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("impl", TRAINERS)
-def test_out_under_a_file(impl, mnist_dir, tmp_path, capsys):
-    (tmp_path / "notes.txt").write_text("x")
-    assert run_train(TRAINERS[impl], [*QUICK, "--out", str(tmp_path / "notes.txt" / "sub")], mnist_dir)[0] == 1
-    err = one_line_error(capsys)
-    assert f"--out {tmp_path / 'notes.txt' / 'sub'}: {tmp_path / 'notes.txt'} is a file, not a folder" in err
-
-
-def test_compare_out_under_a_file(mnist_dir, tmp_path, capsys):
+def run_command(command, argv, mnist_dir):
+    """numpy_nn's or pytorch_nn's train.py, or compare.py --quick, in-process: its exit code."""
     import compare
+    if command == "compare":
+        return compare.main(["--quick", "--only", "numpy", "--data-dir", str(mnist_dir), *argv])
+    return run_train(TRAINERS[command], [*QUICK, *argv], mnist_dir)[0]
+
+
+@pytest.mark.parametrize("command, purpose", [("numpy", "history.json and the model"),
+                                              ("pytorch", "history.json and the model"), ("compare", "the report")])
+def test_out_that_cannot_be_a_folder(command, purpose, mnist_dir, tmp_path, capsys):
+    """--out naming a file, or a folder under one: one line that names the file and says what the folder is for."""
     (tmp_path / "notes.txt").write_text("x")
-    assert compare.main(["--quick", "--out", str(tmp_path / "notes.txt" / "r"), "--data-dir", str(mnist_dir)]) == 1
-    assert "is a file, not a folder; name a folder for the report" in one_line_error(capsys)
+    assert run_command(command, ["--out", str(tmp_path / "notes.txt")], mnist_dir) == 1
+    assert one_line_error(capsys) == (f"error: --out {tmp_path / 'notes.txt'}: is a file, not a folder; name a folder "
+                                      f"for {purpose}")
+    assert run_command(command, ["--out", str(tmp_path / "notes.txt" / "sub")], mnist_dir) == 1
+    assert f"--out {tmp_path / 'notes.txt' / 'sub'}: {tmp_path / 'notes.txt'} is a file, not a folder" in \
+        one_line_error(capsys)
+
+
+@pytest.mark.parametrize("command", ["numpy", "pytorch", "compare"])
+def test_missing_data_is_one_line(command, tmp_path, capsys, monkeypatch):
+    """No MNIST files where the data folder points and no network to download them: one line, from every command."""
+    import torchvision.datasets
+    monkeypatch.setattr(torchvision.datasets, "MNIST", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("offline")))
+    assert run_command(command, ["--out", str(tmp_path / "out")], tmp_path / "empty") == 1
+    assert one_line_error(capsys).startswith("error: MNIST files missing")
 
 
 @pytest.mark.parametrize("via", ["--data-dir", "MNIST_DIR"])
@@ -61,10 +76,10 @@ def tiny_disk(tmp_path):
     folder = tmp_path / "tiny"
     folder.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
+                      capture_output=True, timeout=30).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    subprocess.run(["umount", str(folder)], check=True, timeout=30)
 
 
 @pytest.mark.parametrize("impl", TRAINERS)
@@ -81,7 +96,8 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(impl, what, tin
              "model.safetensors": ["--checkpoint-every", "0", "--save-model"],
              "history.json": ["--checkpoint-every", "0"]}[what]
     if what == "history.json":
-        free = subprocess.run(["df", "--output=avail", "-B1", str(tiny_disk)], capture_output=True, text=True)
+        free = subprocess.run(["df", "--output=avail", "-B1", str(tiny_disk)], capture_output=True, text=True,
+                              timeout=30)
         (tiny_disk / "filler").write_bytes(b"\0" * (int(free.stdout.split()[-1]) - 512))
     module = TRAINERS[impl]
     assert cli.main(module.Trainer, ["--quiet", "--data-dir", str(mnist_dir), *argv], add_flags=module.add_flags) == 1
@@ -319,3 +335,25 @@ def test_a_trainer_in_a_worker_process(mnist_dir, monkeypatch):
     args.processes = 2
     with pytest.raises(RunError, match="--processes 2: this process is a daemonic worker"):
         replicas.count(args)
+
+
+@pytest.mark.parametrize("flag, tail", [("--out", ""), ("--data-dir", ""), ("--resume", ""),
+                                        ("--evaluate", "/model.safetensors")])
+@pytest.mark.parametrize("impl", ["numpy", "pytorch"])
+def test_a_name_too_long_for_the_filesystem_is_one_line(flag, tail, impl, mnist_dir, tmp_path, capsys):
+    """A path with a name over the filesystem's limit (255 bytes on most) ends in one line naming the flag, before
+    anything is read or trained, as the read-only and full-disk cases do; so does a path over PATH_MAX."""
+    module = {"numpy": numpy_nn.train, "pytorch": pytorch_nn.train}[impl]
+    for path in (tmp_path / ("x" * 300), tmp_path.joinpath(*["y" * 200] * 25)):
+        code, _ = run_train(module, [flag, f"{path}{tail}", "--epochs", "1"], mnist_dir)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and err[0].startswith(f"error: {flag} "), err
+        assert "this filesystem allows; use a shorter" in err[0], err
+
+
+def test_compare_refuses_a_name_too_long_in_one_line(tmp_path, capsys):
+    import compare
+    for flag in ("--out", "--data-dir"):
+        assert compare.main(["--quick", "--out", str(tmp_path / "report"), flag, str(tmp_path / ("z" * 300))]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"error: {flag} ") and "use a shorter name" in err[-1], err

@@ -55,7 +55,7 @@ DTYPES = [np.float64, np.float32]
 ])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv2d(n, c_in, c_out, k, stride, padding, side, bias, dtype):
+def test_fast_conv2d_equals_the_reference(n, c_in, c_out, k, stride, padding, side, bias, dtype):
     rng = np.random.default_rng(n + k + stride)
     reference = conv.Conv2d(c_in, c_out, k, rng, stride, padding, init="torch", dtype=dtype, bias=bias)
     fast = fast_conv.Conv2d(c_in, c_out, k, None, stride, padding, dtype=dtype, bias=bias)
@@ -101,7 +101,7 @@ class Chain:
 @pytest.mark.parametrize("activation, gammas", [("relu", None), ("tanh", None), ("relu", "mixed"),
                                                 ("relu", "positive"), ("sigmoid", "positive")])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv_block(c_in, k, padding, side, pooled, activation, gammas, dtype):
+def test_fast_conv_block_equals_the_reference_layers(c_in, k, padding, side, pooled, activation, gammas, dtype):
     """fast_block.ConvBlock equals the reference convolution, batch norm (gammas: none, or with a negative gamma, when
     the scale and shift stay before the pooling, or all positive, when they go after it), 2 x 2 max pooling and
     activation in sequence: out, dx, dW, db, dgamma, dbeta and the running statistics, in training and then in
@@ -143,7 +143,7 @@ def test_conv_block(c_in, k, padding, side, pooled, activation, gammas, dtype):
                                          ("BatchNorm1d", (6, 5)), ("BatchNorm1d", (3, 4))])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_batch_norm(kind, shape, training, dtype):
+def test_fast_batch_norm_equals_the_reference(kind, shape, training, dtype):
     """Training (batch statistics, running ones updated for 3 steps) and evaluation (running statistics).
     (Not a batch of 2 in BatchNorm1d: there xhat is +-1 whatever x is, so dx is 0 plus rounding noise.)"""
     rng = np.random.default_rng(len(shape) + shape[0])
@@ -162,7 +162,7 @@ def test_batch_norm(kind, shape, training, dtype):
 
 @pytest.mark.parametrize("batch_norm", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_whole_cnn(batch_norm, dtype):
+def test_whole_fast_cnn_equals_the_reference(batch_norm, dtype):
     """The whole network built from either set of layers: logits, loss and every gradient."""
     models = [CNN((3, 4), 3, (6,), batch_norm=batch_norm, init="torch", seed=2, dtype=dtype, kernels=k)
               for k in ("fast", "reference")]

@@ -11,7 +11,8 @@ SHARED = ["data_loader", "mnist_files", "common.cli", "common.loop", "common.fla
 
 def imported_after(statement: str) -> set[str]:
     code = f"import sys; {statement}; print('\\n'.join(sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         timeout=60).stdout
     return {m.split(".")[0] for m in out.split()}
 
 
@@ -26,8 +27,18 @@ def test_numpy_nn_trains_without_torch():
 
 
 def test_the_twins_are_mirrored_file_for_file():
+    """The same files in both twins; each pytorch_nn file either holds torch code, or, where torch needs none, is its
+    twin's page for the learner: a docstring that names the numpy_nn file and says what torch does instead."""
+    import ast
     files = {twin: sorted(p.name for p in (ROOT / twin).glob("*.py")) for twin in ("numpy_nn", "pytorch_nn")}
     assert files["numpy_nn"] == files["pytorch_nn"]
+    for name in files["pytorch_nn"]:
+        tree = ast.parse((ROOT / "pytorch_nn" / name).read_text())
+        code = [node for node in tree.body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+        doc = ast.get_docstring(tree) or ""
+        assert code or name == "__init__.py" or (f"numpy_nn/{name}" in doc and len(doc.split()) >= 30), (name, doc[:80])
+        numpy_tree = ast.parse((ROOT / "numpy_nn" / name).read_text())
+        assert ast.get_docstring(numpy_tree) and (name == "__init__.py" or len(numpy_tree.body) > 1), name
 
 
 def test_pytorch_nn_imports_nothing_from_numpy_nn():

@@ -33,10 +33,24 @@ def figures(outputs) -> int:
 
 
 def test_walkthrough_runs_top_to_bottom(mnist_dir, tmp_path, monkeypatch):
+    """The walkthrough runs, and what it prints as evidence holds: the twins' losses on one batch, finite differences
+    against backprop, one step of two optimizers, the convolution against torch and the fast one against it, and
+    the accuracies of what it trains."""
     outputs = execute("walkthrough.ipynb", mnist_dir, tmp_path, monkeypatch)
     assert figures(outputs) == 5  # batch, curves, mistakes, weights, conv maps
     text = "".join(o.get("text", "") for o in outputs)
-    assert "finite difference" in text and "largest parameter difference after one step" in text
+    numbers = lambda pattern: [tuple(map(float, m)) if isinstance(m, tuple) else float(m)  # noqa: E731
+                               for m in re.findall(pattern, text)]
+    (ours, theirs), = numbers(r"numpy_nn (\S+)\ntorch +(\S+)")
+    assert abs(ours - theirs) <= 1e-12 * abs(theirs)
+    checks = numbers(r"finite difference ([-+][\d.]+), backprop ([-+][\d.]+)")
+    assert len(checks) == 3 and all(abs(fd - bp) <= 1e-7 for fd, bp in checks), checks
+    steps = numbers(r"largest parameter difference after one step: (\S+)")
+    assert len(steps) == 2 and max(steps) <= 1e-12, steps
+    convs = numbers(r"max \|numpy_nn (?:reference - torch conv2d|fast - reference)\|: +(\S+)")
+    assert len(convs) == 2 and max(convs) <= 1e-12, convs
+    accuracies = numbers(r"test accuracy (\d+\.\d+)%")
+    assert len(accuracies) >= 3 and min(accuracies) >= 90, accuracies
 
 
 def test_autograd_engine_equals_hand_backprop_and_torch(mnist_dir, tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ def test_optimizer_matches_torch(case):
     G = {k: np.zeros_like(v) for k, v in P.items()}
     tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in P.items()}
     opt, topt = make_np(P, G), make_torch(list(tparams.values()))
-    worst = 0.0
+    start = {k: v.copy() for k, v in P.items()}
     for step in range(30):
         if step == 15:  # a schedule changes lr between steps: both must read it afresh
             opt.lr = opt.lr / 3
@@ -47,8 +47,8 @@ def test_optimizer_matches_torch(case):
         for k in P:
             diff = np.max(np.abs(P[k] - tparams[k].detach().numpy()))
             assert diff <= TOL, f"{case}: {k} differs by {diff:.2e} after step {step + 1}"
-            worst = max(worst, diff)
-    assert np.isfinite(worst)
+    for k in P:  # they agree on steps that moved the parameters (an optimizer doing nothing would agree too)
+        assert np.abs(P[k] - start[k]).max() > 0.01, f"{case}: {k} barely moved"
 
 
 @pytest.mark.parametrize("schedule, kwargs, make", [

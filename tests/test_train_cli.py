@@ -78,15 +78,6 @@ def test_bad_flags_get_one_argparse_line(impl, argv, flag, mnist_dir, capsys):
     assert e.value.code == 2 and "error:" in err[-1] and flag in err[-1]
 
 
-@pytest.mark.parametrize("impl", TRAINERS)
-def test_missing_data_is_one_line(impl, tmp_path, capsys, monkeypatch):
-    import torchvision.datasets
-    monkeypatch.setattr(torchvision.datasets, "MNIST", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("offline")))
-    assert run_train(TRAINERS[impl], QUICK, tmp_path / "empty")[0] == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: MNIST files missing") and "\n" not in err
-
-
 def test_cuda_requested_without_cuda(mnist_dir, capsys):
     import torch
     if torch.cuda.is_available():
@@ -95,12 +86,21 @@ def test_cuda_requested_without_cuda(mnist_dir, capsys):
     assert "--device cuda" in capsys.readouterr().err
 
 
-def test_preset_supplies_defaults_that_flags_override():
+@pytest.mark.parametrize("name", ["default", "fast", "best", "lenet", "cnn", "cnn-fast"])
+def test_preset_supplies_every_value_that_flags_do_not_override(name):
+    """Every value a preset names reaches the flags, except one given on the command line; the default preset is
+    the parser's own defaults, so that no preset and --preset default train the same network."""
     from common import flags
-    from common.presets import PRESETS
+    from common.presets import DEFAULT, PRESETS
     parser = flags.make_parser("x")
-    args = flags.parse_args(parser, ["--preset", "default", "--epochs", "3"])
-    assert args.epochs == 3 and args.lr == PRESETS["default"]["lr"]
+    args = flags.parse_args(parser, ["--preset", name, "--epochs", "3"])
+    for key, value in PRESETS[name].items():
+        if key != "epochs":
+            assert getattr(args, key) == (value if key != "kernel_size" or not isinstance(value, int)
+                                          else (value,) * len(args.channels)), (name, key)
+    assert args.epochs == 3 != PRESETS[name]["epochs"]
+    plain = flags.parse_args(parser, [])
+    assert all(getattr(plain, k) == v for k, v in DEFAULT.items()), "the default preset is not the parser's defaults"
 
 
 @pytest.mark.parametrize("argv, message", [
