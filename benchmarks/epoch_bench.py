@@ -13,6 +13,7 @@ In one process, interleaved (so drift on a shared machine hits every variant ali
 epochs after a warm-up epoch (which for a compiled variant includes compiling; reported apart):
   bare numpy            the network written inline in NumPy
   numpy_nn              numpy_nn's Trainer through common/loop.py (what `numpy_nn/train.py` times)
+  numpy_nn one process  (CNN) the same with --processes 1, BLAS on every thread: what sharing the batch buys
   bare torch            a minimal PyTorch loop, torch.optim's default (for-each) optimizer
   bare torch fused      the same with fused=True
   bare torch c-last     (CNN) the fused loop with the model and images in channels_last memory format
@@ -26,6 +27,7 @@ peak resident memory, one epoch in a process of its own. Speed is measured here,
 import argparse
 import json
 import resource
+import shlex
 import statistics
 import sys
 import time
@@ -38,6 +40,7 @@ from threadpoolctl import threadpool_limits
 
 import bare
 from common import architecture, cli, flags, loop, machine
+import numpy_nn.replicas
 import numpy_nn.train
 import pytorch_nn.train
 
@@ -61,6 +64,7 @@ def own_blas(epoch, threads):
 VARIANTS = {
     "bare numpy": lambda d, a: own_blas((bare.numpy_cnn if a.model == "cnn" else bare.numpy_mlp)(d, a), a.threads),
     "numpy_nn": lambda d, a: framework(numpy_nn.train, d, a),
+    "numpy_nn one process": lambda d, a: own_blas(framework(numpy_nn.train, d, a, processes=1), a.threads),
     "bare torch": lambda d, a: bare.torch_loop(d, a),
     "bare torch fused": lambda d, a: bare.torch_loop(d, a, fused=True),
     "bare torch c-last": lambda d, a: bare.torch_loop(d, a, fused=True, channels_last=True),
@@ -73,7 +77,7 @@ LIBRARY = {"numpy": ["bare numpy"], "torch": ["bare torch", "bare torch fused", 
 
 
 def chosen(opts) -> list[str]:
-    names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")]
+    names = [n for n in VARIANTS if n not in ("bare torch c-last", "numpy_nn one process") or opts.model == "cnn"]
     return [n for n in names if "compiled" not in n or opts.compile]
 
 
@@ -136,7 +140,8 @@ def run(opts):
         batch_rows = [{"variant": n, "batch_size": bs, "median_s": statistics.median(ts), "min_s": min(ts),
                        "max_s": max(ts), "first_epoch_s": first[n], "gflops": flops / statistics.median(ts) / 1e9}
                       for n, ts in times.items()]
-        for library, fw in (("numpy", ["numpy_nn"]), ("torch", [n for n in names if n.startswith("pytorch_nn")])):
+        for library, fw in (("numpy", [n for n in names if n.startswith("numpy_nn")]),
+                            ("torch", [n for n in names if n.startswith("pytorch_nn")])):
             floor = min((r["median_s"] for r in batch_rows if r["variant"] in LIBRARY[library]), default=None)
             for r in batch_rows:
                 if r["variant"] in fw and floor:
@@ -148,7 +153,8 @@ def run(opts):
                     r["peak_mb"] = pool.submit(peak_memory, r["variant"], bs, opts).result()
         rows += batch_rows
     return {"machine": machine.cpu_label(), "threads": opts.threads, "model": opts.model, "optimizer": opts.optimizer,
-            "flags": opts.model_argv,
+            "processes": numpy_nn.replicas.count(trainer_args(opts.model_argv)),
+            "flags": opts.model_argv, "command": opts.command,
             "matmul_peak_gflops": peak, "train_samples": len(data.x_train), "repeats": opts.repeats,
             "numpy": np.__version__, "torch": torch.__version__, "rows": rows}
 
@@ -167,7 +173,10 @@ def table(result) -> str:
                      f"{r['first_epoch_s']:9.2f}{memory}")
     for bs in dict.fromkeys(r["batch_size"] for r in result["rows"]):
         median = {r["variant"]: r["median_s"] for r in result["rows"] if r["batch_size"] == bs}
-        lines.append(f"batch {bs}: numpy_nn / pytorch_nn = {median['numpy_nn'] / median['pytorch_nn']:.2f}x")
+        lines.append(f"batch {bs}: numpy_nn / pytorch_nn = {median['numpy_nn'] / median['pytorch_nn']:.2f}x"
+                     + (f"; one process / {result['processes']} processes = "
+                        f"{median['numpy_nn one process'] / median['numpy_nn']:.2f}x" if "numpy_nn one process" in median
+                        else ""))
     return "\n".join(lines)
 
 
@@ -180,7 +189,9 @@ def main(argv=None):
     p.add_argument("--compile", action="store_true", help="add pytorch_nn with --compile (a minute of compiling)")
     p.add_argument("--memory", action="store_true", help="add each variant's peak memory (one process each)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    argv = sys.argv[1:] if argv is None else argv
     opts, opts.model_argv = p.parse_known_args(argv)
+    opts.command = "python benchmarks/epoch_bench.py " + shlex.join(a for a in argv if a != "--json")
     args = trainer_args(opts.model_argv)  # the model flags checked (one line on a bad one) before anything runs
     opts.model, opts.optimizer, opts.threads = args.model, args.optimizer, args.threads
     opts.batch_sizes = opts.batch_sizes or ([64, 512] if opts.model == "mlp" else [64, 128])
