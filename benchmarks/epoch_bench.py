@@ -46,10 +46,14 @@ import pytorch_nn.train
 
 
 def framework(module, data, args, **switches):
+    """An epoch of a twin's trainer. numpy_nn's with its own BLAS threads (threads / processes in each process), set
+    for each of its epochs: a trainer sets them for the whole process when built, and the last one built would
+    otherwise decide for all (two BLAS threads beside a replica process: three threads on two cores)."""
     args = argparse.Namespace(**{**vars(args), **switches})
     trainer = module.Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
-    return lambda e: loop.train_epoch(trainer, x, y, args, e)
+    epoch = lambda e: loop.train_epoch(trainer, x, y, args, e)  # noqa: E731
+    return own_blas(epoch, trainer.blas_threads) if hasattr(trainer, "blas_threads") else epoch
 
 
 def own_blas(epoch, threads):
@@ -64,7 +68,7 @@ def own_blas(epoch, threads):
 VARIANTS = {
     "bare numpy": lambda d, a: own_blas((bare.numpy_cnn if a.model == "cnn" else bare.numpy_mlp)(d, a), a.threads),
     "numpy_nn": lambda d, a: framework(numpy_nn.train, d, a),
-    "numpy_nn one process": lambda d, a: own_blas(framework(numpy_nn.train, d, a, processes=1), a.threads),
+    "numpy_nn one process": lambda d, a: framework(numpy_nn.train, d, a, processes=1),
     "bare torch": lambda d, a: bare.torch_loop(d, a),
     "bare torch fused": lambda d, a: bare.torch_loop(d, a, fused=True),
     "bare torch c-last": lambda d, a: bare.torch_loop(d, a, fused=True, channels_last=True),

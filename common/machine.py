@@ -56,11 +56,10 @@ def cpu_name() -> str:
 
 def idle_polling() -> str | None:
     """How long an idle core of this virtual machine polls for work before it halts ("halt polling 200 us"), or None
-    where the guest has no haltpoll idle driver. Waking a halted virtual core takes the host 30-90 us (one
-    thread waking another, measured on a 2-core VM: 73 us round trip halting at once, 13 us polling 200 us, the
-    Linux default); numpy_nn's pool of threads wakes one about twice per parallel pass (25 a cnn step, what
-    made numpy_nn share a CNN's batch over processes instead), where torch's OpenMP threads spin in C
-    (ANALYSIS.md, section 6). A speed figure from a VM names it."""
+    where the guest has no haltpoll idle driver. Waking a halted virtual core takes the host tens of microseconds
+    (one thread waking another, measured on a 2-core VM: 73 us round trip halting at once, 13 us polling 200 us, the
+    Linux default), and numpy_nn's processes wake each other at every batch-norm meeting: a speed figure from a VM
+    names it."""
     with contextlib.suppress(OSError, ValueError):
         cpuidle = Path("/sys/devices/system/cpu/cpuidle")
         if (cpuidle / "current_driver").read_text().strip() == "haltpoll":

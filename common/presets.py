@@ -1,46 +1,39 @@
 """Named configurations: `--preset NAME` fills in these flags; flags given on the command line still win."""
 
 PRESETS = {
-    # The seed network (784-128-64-10) and the recipe that takes it past 98.3 % in 20 epochs:
-    # Adam alone overfits (train loss ~1e-4, 98.2 %); decoupled decay and light dropout give 98.35 +- 0.06 % (numpy_nn, 3 seeds).
+    # The seed network (784-128-64-10) and a recipe for it: Adam alone overfits (training loss ~1e-4); decoupled
+    # weight decay and light dropout generalize better.
     "default": dict(hidden=(128, 64), optimizer="adamw", lr=1e-3, weight_decay=0.1, dropout=0.1,
                     schedule="cosine", epochs=20, batch_size=64),
-    # Fastest to 98.0 % test accuracy found for the seed network on 2 cores: batches of 384, a high Adam learning
-    # rate annealed to 0 over 7 epochs, torch's uniform initialization, all 60,000 images. numpy_nn, 3 seeds:
-    # 98.08 +- 0.06 % in 1.79 s of training (the previous recipe, 8 epochs of 256 from He init on 55,000
-    # images: 98.00 +- 0.10 % in 2.17 s, measured in the same run).
+    # The fastest recipe to 98 % test accuracy found for the seed network on 2 cores: batches of 384, a high Adam
+    # learning rate annealed to 0 over 7 epochs, torch's uniform initialization, all 60,000 images (against 8 epochs
+    # of 256 from He init, it reached 98 % in less training time).
     "fast": dict(hidden=(128, 64), optimizer="adam", lr=5e-3, schedule="cosine", epochs=7, batch_size=384,
                  dropout=0.0, init="torch", val_size=0),
-    # Best accuracy from a plain MLP (no convolutions, no augmentation): wide, dropout on the input and the
-    # hidden layers (Hinton et al. 2012), AdamW, cosine, trained on all 60,000 images once the recipe was
-    # fixed on a held-out 5,000 (98.82 % there for seed 1). Minutes per run on a CPU.
+    # The best accuracy from a plain MLP (no convolutions, no augmentation): wide, dropout on the input and the hidden
+    # layers (Hinton et al. 2012), AdamW, cosine; fixed on 5,000 held-out images (98.82 % there, seed 1), then
+    # trained on all 60,000. Minutes per run on a CPU.
     "best": dict(hidden=(1024, 1024), input_dropout=0.2, dropout=0.4, optimizer="adamw", weight_decay=0.05,
                  lr=1e-3, schedule="cosine", epochs=40, batch_size=128, val_size=0),
     # LeNet-5's shapes (LeCun et al. 1998): 6 and 16 channels of 5x5, then 120 and 84 units; ReLU and max pooling
     # where the paper had tanh-like units and subsampling, and "same" padding where it padded digits to 32x32.
     "lenet": dict(model="cnn", channels=(6, 16), kernel_size=5, hidden=(120, 84), dropout=0.0, optimizer="adamw",
                   lr=2e-3, weight_decay=0.05, schedule="cosine", epochs=12, batch_size=64),
-    # The best plain CNN found within numpy_nn's 10 minutes on 2 cores: three conv + batch-norm blocks of 3x3
-    # kernels, a batch-normalized hidden layer with heavy dropout, AdamW, cosine, all 60,000 images. Chosen on
-    # 5,000 held-out images (pytorch_nn, seed 1, 15 epochs): channels 32,64,128 reached 99.50 % there (loss
-    # 0.018), 32,64 99.26 % (0.027), 16,32,64 99.36 % (0.021); in 10 epochs 99.42 %. In 10 epochs numpy_nn
-    # trained in 470 s (3 seeds, 99.43 % test), within its 10 minutes; 315-421 s (99.43-99.49 %) with the fast kernels of now, as the machine ran.
-    # No augmentation, no ensembles.
+    # The best plain CNN found for 10 minutes of numpy_nn training on 2 cores: three conv + batch-norm blocks of 3x3
+    # kernels, a batch-normalized hidden layer with heavy dropout, AdamW, cosine, all 60,000 images; no augmentation,
+    # no ensembles. Chosen on 5,000 held-out images (pytorch_nn, seed 1, 15 epochs): channels 32,64,128 reached
+    # 99.50 % there (loss 0.018), 32,64 99.26 % (0.027), 16,32,64 99.36 % (0.021); 10 epochs 99.42 %.
     "cnn": dict(model="cnn", channels=(32, 64, 128), kernel_size=3, hidden=(128,), batch_norm="all", dropout=0.5,
                 optimizer="adamw", lr=2e-3, weight_decay=0.05, schedule="cosine", epochs=10, batch_size=128, val_size=0),
     # The speedrun: tuomaso/train_mnist_fast's network (unpadded convolutions of 24 channels of 5x5 and 32 of 3x3,
     # 28 -> 24 -> 12 -> 10 -> 5, 800 features, 256 units) with batch norm on its hidden dense layer, and its recipe:
     # Adam with betas 0.7,0.9, a one-cycle schedule to 1e-2 stepped per batch, batches of 256, torch's uniform init,
-    # one epoch. Chosen on 5,000 held-out images (pytorch_nn, seeds 1-6, 1 epoch, AMD EPYC, 2 cores), mean val loss /
-    # accuracy: batch norm on the dense layer 0.0357 / 98.89 %, everywhere 0.0356 / 98.87 %, on the convolutions
-    # only 0.0387 / 98.80 %, none (the anchor's exact network, whose test mean sat on 99.0 %: 98.99-99.07 % for
-    # numpy_nn over three refreshes) 0.0434 / 98.61 %. Everywhere, lr 2e-2, 20 % warm-up or batches of 128 changed
-    # nothing beyond noise (0.0351-0.0355); lr 5e-3 0.0369, betas 0.9,0.99 0.0394; without batch norm, hidden 512
-    # 0.0428, lr 2e-2 0.0464. On the dense layer it costs numpy_nn 0.35 ms a step; everywhere 8.7 -> 10.3-11.2 s of
-    # training (seed 1, all 60,000 images, a slow hour). Earlier, without it: unpadded against "same" padding (seed 1)
-    # 98.50 vs 98.72 % in 1 epoch, 98.92 vs 98.96 % in 2, in 0.63x the time. On all 60,000 (results/cnn-fast,
-    # 5 seeds, AMD EPYC): numpy_nn 99.13 +- 0.10 % in 6.5 s of training, pytorch_nn 99.14 +- 0.08 % in 4.8 s,
-    # every seed past 99 %.
+    # one epoch. Chosen on 5,000 held-out images (pytorch_nn, seeds 1-6, 1 epoch), mean validation loss / accuracy:
+    # batch norm on the dense layer 0.0357 / 98.89 %, everywhere 0.0356 / 98.87 %, on the convolutions only
+    # 0.0387 / 98.80 %, none (tuomaso's exact network) 0.0434 / 98.61 %. Everywhere, lr 2e-2, 20 % warm-up or
+    # batches of 128 changed nothing beyond noise (0.0351-0.0355); lr 5e-3 0.0369, betas 0.9,0.99 0.0394; without
+    # batch norm, hidden 512 0.0428, lr 2e-2 0.0464. Batch norm everywhere would cost numpy_nn more time than on the
+    # dense layer alone, for the same loss; unpadded convolutions take 0.63x the time of "same"-padded ones.
     "cnn-fast": dict(model="cnn", channels=(24, 32), kernel_size=(5, 3), padding="valid", hidden=(256,),
                      batch_norm="dense", dropout=0.0, optimizer="adam", betas=(0.7, 0.9), lr=1e-2, weight_decay=0.0,
                      schedule="onecycle", warmup=0.3, epochs=1, batch_size=256, init="torch", val_size=0),
