@@ -68,8 +68,8 @@ def numpy_mlp(data, args):
 
 def numpy_fits(args) -> bool:
     """Whether the bare NumPy loops write this network: any MLP; a CNN of the cnn preset's shape (batch norm
-    everywhere, one hidden layer, one kernel size, "same" padding)."""
-    return args.model != "cnn" or (args.batch_norm == "all" and len(args.hidden) == 1
+    everywhere, one hidden layer, one kernel size, "same" padding); no recurrent network."""
+    return args.model == "mlp" or (args.model == "cnn" and args.batch_norm == "all" and len(args.hidden) == 1
                                    and len(set(args.kernel_size)) == 1 and args.padding == "same")
 
 

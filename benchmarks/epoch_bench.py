@@ -97,8 +97,8 @@ def trainer_args(model_argv, batch_size=None):
     """The flags of every variant: model_argv over the benchmark's defaults (above), on the CPU."""
     parser = model_parser()
     user, given = flags.parse_args(parser, model_argv), flags.explicit(parser, model_argv)
-    shaped = given & {"preset", "channels", "kernel_size", "hidden", "batch_norm"}  # the user names the network
-    base = [] if shaped else ["--preset", "cnn" if user.model == "cnn" else "default"]
+    shaped = given & {"preset", "channels", "kernel_size", "hidden", "batch_norm", "width", "depth", "steps"}  # named
+    base = [] if shaped else ["--preset", {"mlp": "default", "cnn": "cnn"}.get(user.model, "lstm")]
     base += ["--dropout", "0", "--weight-decay", "0"]
     if "optimizer" not in given:
         base += ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.01"]

@@ -1,15 +1,23 @@
-"""The shapes and arithmetic of the networks the flags describe, the same for both twins."""
+"""The shapes and arithmetic of the networks the flags describe, the same for both twins.
+
+Each model kind has one home here: a class that says what comes before the dense head (the kind's own layers), as
+products (their multiply-adds), parameters, the features it hands the dense head, and its description. The dense
+head (--hidden, then 10 outputs) is common to every kind; the functions at the end add it."""
 from __future__ import annotations
 
 
 PADDINGS = ("same", "valid")  # --padding: k // 2 on each edge (28 -> 28 for odd k), or none (28 -> 28 - k + 1)
-BATCH_NORMS = ("all", "dense")  # --batch-norm: after every convolution and hidden dense layer, or the dense ones only
+# --batch-norm: after the kind's own layers (each convolution, the recurrent layers' output) and every hidden dense
+# layer; after the hidden dense layers only; after the kind's own layers only
+BATCH_NORMS = ("all", "dense", "features")
+CELLS = {"rnn": 1, "lstm": 4, "gru": 3}  # the recurrent kinds, and the gate blocks of H rows in their weights
+STEPS = ("rows", "columns")  # --steps: the image read top to bottom (a row per time step) or left to right
 
 
 def norms_at(batch_norm) -> tuple[bool, bool]:
-    """--batch-norm's value (None: none; True, from Python, is "all") -> (batch norm after each convolution, after
-    each hidden dense layer)."""
-    return batch_norm is True or batch_norm == "all", bool(batch_norm)
+    """--batch-norm's value (None: none; True, from Python, is "all") -> (batch norm after the kind's own layers,
+    after each hidden dense layer)."""
+    return batch_norm in (True, "all", "features"), batch_norm in (True, "all", "dense")
 
 
 def pad(kernel_size: int, padding: str = "same") -> int:
@@ -43,35 +51,117 @@ def feature_side(channels, kernel_size, padding="same", side=28) -> int:
     return side
 
 
+class MLP:
+    """The 784 pixels straight into the dense layers."""
+    flags, defaults = ("input_dropout",), {"hidden": (128, 64)}
+
+    def products(self, a):
+        return []
+
+    def features(self, a):
+        return 784
+
+    def params(self, a):
+        return 0
+
+    def describe(self, a, norm, dense):
+        return f"MLP 784-{dense}, {a.activation}{norm}"
+
+
+class CNN:
+    """Convolution blocks (k x k convolution, batch norm, 2 x 2 max pooling, activation), then flattened."""
+    flags, defaults = ("channels", "kernel_size", "padding"), {"channels": (32, 64), "kernel_size": (3,),
+                                                                "hidden": (128,)}
+
+    def blocks(self, a):
+        return zip(a.channels, per_block(a.kernel_size, a.channels))
+
+    def products(self, a):
+        """Per block: (multiply-adds of its forward, of its input's gradient: none for the image's)."""
+        out, side, c_in = [], 28, 1
+        for c, k in self.blocks(a):
+            conv = conv_side(side, k, a.padding)
+            macs = conv * conv * c * c_in * k ** 2
+            out.append((macs, macs if out else 0))
+            side, c_in = conv // 2, c
+        return out
+
+    def features(self, a):
+        return a.channels[-1] * feature_side(a.channels, a.kernel_size, a.padding) ** 2
+
+    def params(self, a):
+        c_in, n = 1, 0
+        for c, k in self.blocks(a):
+            n += c * c_in * k ** 2 + 2 * c if norms_at(a.batch_norm)[0] else c * c_in * k ** 2 + c
+            c_in = c
+        return n
+
+    def describe(self, a, norm, dense):
+        kernels = ",".join(f"{k}x{k}" for _, k in self.blocks(a))
+        valid = "unpadded " if a.padding == "valid" else ""
+        return (f"CNN: {valid}{kernels} convolutions of {','.join(map(str, a.channels))} channels{norm}, 2x2 max "
+                f"pooling, {a.activation}; dense {dense}")
+
+
+class Recurrent:
+    """The image as a sequence of 28 time steps of 28 pixels (its rows or its columns) through --depth stacked
+    recurrent layers of --width units; the top layer's state after the last step is the features."""
+    flags = ("width", "depth", "steps", "input_dropout")
+    defaults = {"width": 128, "depth": 1, "steps": "rows", "hidden": ()}
+
+    def __init__(self, cell):
+        self.cell, self.gates = cell, CELLS[cell]
+
+    def products(self, a):
+        """Per layer, over the 28 steps: (multiply-adds of its forward, of its gradients at its input and state: the
+        first layer's input, the image, needs none)."""
+        out = []
+        for k in range(a.depth):
+            n_in = 28 if k == 0 else a.width
+            rows = self.gates * a.width
+            out.append((28 * (n_in + a.width) * rows, 28 * ((n_in if k else 0) + a.width) * rows))
+        return out
+
+    def features(self, a):
+        return a.width
+
+    def params(self, a):
+        rows = self.gates * a.width
+        n = sum(rows * ((28 if k == 0 else a.width) + a.width + 2) for k in range(a.depth))
+        return n + (2 * a.width if norms_at(a.batch_norm)[0] else 0)
+
+    def describe(self, a, norm, dense):
+        layers = f"{a.depth} layers" if a.depth > 1 else "1 layer"
+        return f"{self.cell.upper()}: {layers} of {a.width} units over the image's 28 {a.steps}{norm}; dense {dense}"
+
+
+KINDS = {"mlp": MLP(), "cnn": CNN(), **{cell: Recurrent(cell) for cell in CELLS}}
+
+
+def kind(args):
+    return KINDS[args.model]
+
+
+def dense_sizes(args) -> list[int]:
+    return [kind(args).features(args), *args.hidden, 10]
+
+
 def train_flops_per_sample(args) -> int:
-    """Multiply-adds x 2 of one training step per sample for the matrix products: forward, the weight
-    gradient of every layer and the input gradient of all but the first (nothing needs the image's).
-    Elementwise work (activations, pooling, batch norm, the optimizer) is left out."""
-    macs, side, c_in, n_in = [], 28, 1, 784
-    if args.model == "cnn":
-        for c, k in zip(args.channels, per_block(args.kernel_size, args.channels)):
-            out = conv_side(side, k, args.padding)
-            macs.append(out * out * c * c_in * k ** 2)
-            side, c_in = out // 2, c
-        n_in = c_in * side * side
-    sizes = [n_in, *args.hidden, 10]
-    macs += [a * b for a, b in zip(sizes[:-1], sizes[1:])]
-    return 2 * (sum(macs) + sum(macs) + sum(macs[1:]))
+    """Multiply-adds x 2 of one training step per sample for the matrix products: forward, the weight gradient of
+    every layer and the input gradient of all but the first (nothing needs the image's). Elementwise work
+    (activations, pooling, batch norm, the optimizer) is left out."""
+    sizes = dense_sizes(args)
+    body = kind(args).products(args)
+    dense = [(a * b, a * b if (i or body) else 0) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    return 2 * sum(2 * forward + dx for forward, dx in body + dense)
 
 
 def n_params(args) -> int:
     """Weights and biases of the network (batch-norm's gamma and beta included, its statistics not)."""
-    n, side, c_in, n_in = 0, 28, 1, 784
-    conv_bn, dense_bn = norms_at(args.batch_norm)
-    if args.model == "cnn":
-        for c, k in zip(args.channels, per_block(args.kernel_size, args.channels)):
-            n += c * c_in * k ** 2 + (2 * c if conv_bn else c)
-            side, c_in = conv_side(side, k, args.padding) // 2, c
-        n_in = c_in * side * side
-    sizes = [n_in, *args.hidden, 10]
+    sizes, dense_bn = dense_sizes(args), norms_at(args.batch_norm)[1]
+    n = kind(args).params(args)
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        hidden_bn = dense_bn and i < len(sizes) - 2
-        n += a * b + (2 * b if hidden_bn else b)
+        n += a * b + (2 * b if dense_bn and i < len(sizes) - 2 else b)
     return n
 
 
@@ -80,19 +170,13 @@ def memory_needed(args) -> int:
     scratch buffer, the initial weights drawn on the host (common/init.py) before the model loads them, and
     the float64 draw of the largest initial weight matrix. Activations are left out: they scale with the batch."""
     itemsize = 8 if args.dtype == "float64" else 4
-    sizes = [784 if args.model == "mlp" else 0, *args.hidden, 10]
+    sizes = dense_sizes(args)
     largest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     return n_params(args) * itemsize * 7 + largest * 8
 
 
 def describe(args) -> str:
     """The network in a few words, as a report's header names it."""
-    norm = {(True, True): ", batch norm", (False, True): ", batch norm in the dense layers"}.get(
-        norms_at(args.batch_norm), "")
-    dense = "-".join(map(str, [*args.hidden, 10]))
-    if args.model == "cnn":
-        kernels = ",".join(f"{k}x{k}" for k in per_block(args.kernel_size, args.channels))
-        valid = "unpadded " if args.padding == "valid" else ""
-        return (f"CNN: {valid}{kernels} convolutions of {','.join(map(str, args.channels))} channels{norm}, 2x2 max "
-                f"pooling, {args.activation}; dense {dense}")
-    return f"MLP 784-{dense}, {args.activation}{norm}"
+    norm = {(True, True): ", batch norm", (False, True): ", batch norm in the dense layers",
+            (True, False): ", batch norm before the dense layers"}.get(norms_at(args.batch_norm), "")
+    return kind(args).describe(args, norm, "-".join(map(str, [*args.hidden, 10])))

@@ -15,7 +15,7 @@ import data_loader
 from common import architecture, machine, resume, weights
 from common.errors import Diverged, RunError
 from common.files import check_folder, check_name, jsonable, write_json
-from common.flags import explicit, make_parser, misplaced, parse_args, show
+from common.flags import explicit, fill_defaults, make_parser, misplaced, parse_args, show
 from common.records import ADDED, ENVIRONMENT, REORDERS, SAME_MATH, adopt
 from common.loop import Progress, batches_per_epoch, evaluate, fit
 from data_loader import DataError
@@ -95,8 +95,7 @@ def prepare(parser, args, given, name):
     if "model" not in given and (args.resume or args.evaluate):  # the file's model is known now (flags.parse_args)
         if why := misplaced(args, given):
             raise RunError(why + (f" ({source} records --model {args.model})" if source else ""))
-        if args.model != "cnn":
-            args.channels = args.kernel_size = None
+        fill_defaults(args)
     args.out = args.out or Path("runs") / name
     check_folder(args.out, "--out", "history.json and the model")
     need, have = architecture.memory_needed(args), machine.available_memory()

@@ -9,13 +9,12 @@ import math
 from pathlib import Path
 
 import data_loader
-from common.architecture import BATCH_NORMS, PADDINGS, feature_side, per_block
+from common.architecture import BATCH_NORMS, CELLS, KINDS, PADDINGS, STEPS, feature_side, per_block
 from common.machine import default_threads
 from common.presets import DEFAULT, PRESETS
 
-# What --model cnn means when no flag or preset says otherwise; --hidden's default depends on the model.
-CNN_DEFAULTS = dict(channels=(32, 64), kernel_size=(3,), hidden=(128,))
-ONLY_FOR = {"channels": "cnn", "kernel_size": "cnn", "padding": "cnn", "input_dropout": "mlp"}  # flags that fit one model
+# The flags that fit some model kinds only, and those kinds (common/architecture.py's KINDS say which are theirs)
+ONLY_FOR = {flag: tuple(m for m, k in KINDS.items() if flag in k.flags) for k in KINDS.values() for flag in k.flags}
 
 
 def number(kind, low=None, high=None, low_open=False, high_open=False):
@@ -89,15 +88,19 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--batch-size", type=pos_int, default=d["batch_size"], help="training batch size (default: %(default)s)")
     p.add_argument("--test-batch-size", type=pos_int, default=1000, help="evaluation batch size (default: %(default)s)")
     p.add_argument("--lr", type=pos_float, default=d["lr"], help="learning rate (default: %(default)s)")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d["optimizer"], help="(default: %(default)s)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "adadelta"], default=d["optimizer"],
+                   help="adadelta with torch's rho 0.9 and eps 1e-6 (default: %(default)s)")
     p.add_argument("--momentum", type=number(float, 0, 1, high_open=True), default=0.0,
                    help="SGD momentum (default: %(default)s)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD with --momentum > 0)")
     p.add_argument("--weight-decay", type=number(float, 0), default=None,
-                   help=f"L2 penalty for sgd/adam, decoupled decay for adamw (default: {d['weight_decay']} for adamw, "
-                        f"else 0)")
+                   help=f"L2 penalty for sgd, adam and adadelta, decoupled decay for adamw (default: "
+                        f"{d['weight_decay']} for adamw, else 0)")
     p.add_argument("--betas", type=betas, default=(0.9, 0.999),
                    help="adam/adamw: the moments' decay rates b1,b2 (default: 0.9,0.999)")
+    p.add_argument("--clip-norm", type=pos_float, metavar="MAX",
+                   help="scale the gradients, all of them as one vector, to this norm where it is larger, before each "
+                        "update (torch.nn.utils.clip_grad_norm_) (default: no clipping)")
     p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"], default=d["schedule"],
                    help="learning-rate schedule: constant, step and cosine stepped per epoch; onecycle stepped per "
                         "batch, warming up from lr/25 to --lr, then cosine annealing to lr/25e4, as torch's "
@@ -107,8 +110,10 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--step-size", type=pos_int, default=1, help="epochs between decays for --schedule step (default: %(default)s)")
     p.add_argument("--gamma", type=number(float, 0, 1, low_open=True), default=0.7,
                    help="decay factor for --schedule step (default: %(default)s)")
-    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
-                   help="mlp: fully connected; cnn: convolution blocks, then fully connected (default: %(default)s)")
+    p.add_argument("--model", choices=list(KINDS), default="mlp",
+                   help="mlp: fully connected; cnn: convolution blocks, then fully connected; rnn, lstm, gru: the image "
+                        "read as a sequence by a tanh RNN, an LSTM or a GRU, its last state then fully connected "
+                        "(default: %(default)s)")
     p.add_argument("--channels", type=sizes, help="cnn: output channels of each block (k x k convolution, batch norm "
                                                   "with --batch-norm all, activation, 2x2 max pooling) (default: 32,64)")
     p.add_argument("--kernel-size", type=sizes, help="cnn: convolution kernel side, one for every block or one per "
@@ -116,16 +121,23 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--padding", choices=PADDINGS, default="same",
                    help="cnn: same pads each convolution's input by k // 2 (28x28 stays 28x28), valid not at all "
                         "(28x28 -> 24x24 for 5x5) (default: %(default)s)")
+    p.add_argument("--width", type=number(int, 1), help="rnn, lstm, gru: units of each recurrent layer (default: 128)")
+    p.add_argument("--depth", type=number(int, 1), help="rnn, lstm, gru: recurrent layers stacked, each reading the "
+                                                        "states of the one below (default: 1)")
+    p.add_argument("--steps", choices=STEPS, help="rnn, lstm, gru: the time steps, the image's 28 rows (top to bottom) "
+                                                  "or its 28 columns (left to right) (default: rows)")
     p.add_argument("--batch-norm", nargs="?", const="all", choices=BATCH_NORMS,
-                   help="batch normalization after each convolution and hidden fully connected layer (all, as the "
-                        "flag alone), or after the hidden fully connected layers only (dense)")
+                   help="batch normalization after each convolution (or the recurrent layers' last state) and each "
+                        "hidden fully connected layer (all, as the flag alone), after the hidden fully connected "
+                        "layers only (dense), or after the convolutions or the recurrent layers only (features)")
     p.add_argument("--hidden", type=sizes, help="hidden fully connected layer sizes (default: 128,64 for mlp, "
-                                                "128 for cnn)")
+                                                "128 for cnn, none for rnn, lstm and gru)")
     p.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu", help="(default: %(default)s)")
     p.add_argument("--dropout", type=number(float, 0, 1, high_open=True), default=d["dropout"],
                    help="dropout probability after each hidden layer (default: %(default)s)")
     p.add_argument("--input-dropout", type=number(float, 0, 1, high_open=True), default=0.0,
-                   help="dropout probability on the input pixels (default: %(default)s)")
+                   help="dropout probability on the dense layers' input: an MLP's pixels, a recurrent network's "
+                        "last state (default: %(default)s)")
     p.add_argument("--init", choices=["he", "xavier", "torch"], default="he", help="weight init (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
     p.add_argument("--val-size", type=number(int, 0, data_loader.TRAIN_IMAGES - 1), default=data_loader.VAL_SIZE,
@@ -202,12 +214,33 @@ def check_blocks(args) -> None:
                          f"blocks{' or --padding same' if args.padding == 'valid' else ''}")
 
 
+def kinds(models) -> str:
+    return ", ".join(models[:-1]) + " or " + models[-1] if len(models) > 1 else models[0]
+
+
 def misplaced(args, given) -> str | None:
     """The line for a flag given that does not fit args.model (ONLY_FOR), or None."""
-    for flag, model in ONLY_FOR.items():
-        if flag in given and args.model != model:
-            return f"--{flag.replace('_', '-')} applies to --model {model}, not {args.model}"
+    for flag, models in ONLY_FOR.items():
+        if flag in given and args.model not in models:
+            return f"--{flag.replace('_', '-')} applies to --model {kinds(models)}, not {args.model}"
+    if args.batch_norm == "features" and args.model == "mlp":
+        return "--batch-norm features applies to a model with layers of its own before the dense ones (cnn, rnn, " \
+               "lstm, gru), not mlp; use --batch-norm dense"
     return None
+
+
+def fill_defaults(args, from_file=False) -> None:
+    """The model kind's defaults for its flags left unset, and none of the other kinds' flags that have no default
+    (an MLP has no --channels), or no input dropout; with --evaluate or --resume (from_file), the kind's defaults wait
+    for the file's record (common/cli.py calls this again once it has read it)."""
+    if from_file:
+        return
+    for k, v in KINDS[args.model].defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    for flag, models in ONLY_FOR.items():
+        if args.model not in models and flag not in ("padding",):
+            setattr(args, flag, 0.0 if flag == "input_dropout" else None)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -220,26 +253,20 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     from_file = "model" not in given and (getattr(args, "evaluate", None) or getattr(args, "resume", None))
     if not from_file and (why := misplaced(args, given)):
         parser.error(why)
+    fill_defaults(args, from_file)
     if args.model == "cnn":
-        for k, v in CNN_DEFAULTS.items():
-            setattr(args, k, v if getattr(args, k) is None else getattr(args, k))
-        args.input_dropout = 0.0
         try:
             check_blocks(args)
         except ValueError as e:
             parser.error(str(e))
-    else:
-        if not from_file:
-            args.channels = args.kernel_size = None
-        args.hidden = DEFAULT["hidden"] if args.hidden is None else args.hidden
     if args.nesterov and (args.optimizer != "sgd" or args.momentum == 0):
         parser.error("--nesterov needs --optimizer sgd and --momentum > 0")
     if args.weight_decay is None:
         args.weight_decay = DEFAULT["weight_decay"] if args.optimizer == "adamw" else 0.0
     if args.momentum and args.optimizer != "sgd":
         parser.error(f"--momentum applies to --optimizer sgd, not {args.optimizer}")
-    if "betas" in given and args.optimizer == "sgd":
-        parser.error("--betas applies to --optimizer adam or adamw, not sgd")
+    if "betas" in given and args.optimizer not in ("adam", "adamw"):
+        parser.error(f"--betas applies to --optimizer adam or adamw, not {args.optimizer}")
     if "warmup" in given and args.schedule != "onecycle":
         parser.error(f"--warmup applies to --schedule onecycle, not {args.schedule}")
     return args

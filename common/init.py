@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.architecture import feature_side, norms_at, per_block
+from common.architecture import CELLS, feature_side, norms_at, per_block
 
 
 def init_weight(n_in, n_out, rng, init="he", dtype=np.float32):
@@ -35,12 +35,30 @@ def batch_norm_state(name: str, channels: int, dtype) -> dict:
             f"{name}.num_batches_tracked": np.zeros((), np.int64)}
 
 
+def recurrent_state(rng, cell, n_in, width, depth, dtype) -> dict:
+    """nn.RNN's, nn.LSTM's or nn.GRU's own initialization, whatever --init says: every weight and bias uniform in
+    +-1/sqrt(width), drawn layer by layer in torch's order (weight_ih, weight_hh, bias_ih, bias_hh)."""
+    state, bound, rows = {}, 1 / np.sqrt(width), CELLS[cell] * width
+    for k in range(depth):
+        for name, shape in (("weight_ih", (rows, n_in if k == 0 else width)), ("weight_hh", (rows, width)),
+                            ("bias_ih", (rows,)), ("bias_hh", (rows,))):
+            state[f"{cell}.{name}_l{k}"] = rng.uniform(-bound, bound, shape).astype(dtype)
+    return state
+
+
 def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, init="he", dtype=np.float32,
-                    n_in=784, n_out=10, padding="same") -> dict:
+                    n_in=784, n_out=10, padding="same", recurrent=None) -> dict:
     """The state_dict a network starts from, drawn from rng layer by layer in forward order: the convolutions
-    (channels, kernel_size one side for all or one per block; none for an MLP), then the fully connected layers. A layer that batch norm follows has no bias
-    (its bias is still drawn, and dropped, so that the draws do not depend on --batch-norm)."""
+    (channels, kernel_size one side for all or one per block; none for an MLP) or the recurrent layers (recurrent:
+    (cell, width, depth), reading n_in features a step), then the fully connected layers. A layer that batch norm
+    follows has no bias (its bias is still drawn, and dropped, so that the draws do not depend on --batch-norm)."""
     (conv_bn, dense_bn), state, c_in = norms_at(batch_norm), {}, 1
+    if recurrent:
+        cell, width, depth = recurrent
+        state.update(recurrent_state(rng, cell, n_in, width, depth, dtype))
+        if conv_bn:
+            state.update(batch_norm_state(f"{cell}_bn", width, dtype))
+        n_in = width
     for i, (c, k) in enumerate(zip(channels or (), per_block(kernel_size, channels or ())), start=1):
         W, b = init_weight(c_in * k ** 2, c, rng, init, dtype)  # fan-in C*k*k, as torch counts it
         state[f"conv{i}.weight"] = np.ascontiguousarray(W.T).reshape(c, c_in, k, k)
@@ -59,5 +77,7 @@ def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, i
 
 def for_flags(args) -> dict:
     """initial_weights() of the network these flags describe, drawn from --seed."""
+    recurrent = (args.model, args.width, args.depth) if args.model in CELLS else None
     return initial_weights(np.random.default_rng(args.seed), args.hidden, args.channels or (), args.kernel_size or 3,
-                           args.batch_norm, args.init, np.dtype(args.dtype), padding=args.padding)
+                           args.batch_norm, args.init, np.dtype(args.dtype), n_in=28 if recurrent else 784,
+                           padding=args.padding, recurrent=recurrent)

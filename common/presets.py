@@ -37,5 +37,13 @@ PRESETS = {
     "cnn-fast": dict(model="cnn", channels=(24, 32), kernel_size=(5, 3), padding="valid", hidden=(256,),
                      batch_norm="dense", dropout=0.0, optimizer="adam", betas=(0.7, 0.9), lr=1e-2, weight_decay=0.0,
                      schedule="onecycle", warmup=0.3, epochs=1, batch_size=256, init="torch", val_size=0),
+    # pytorch/examples' mnist_rnn/main.py as written: an LSTM of 64 units over the rows, batch norm and dropout 0.25
+    # on its last state, a dense layer of 32 with ReLU and dropout 0.5, Adadelta at lr 0.1 decayed by 0.7 every
+    # epoch for 14 epochs, batches of 64, torch's default initialization, all 60,000 images. Its Dropout2d on a 2-D
+    # tensor acts as plain dropout, which is what both twins apply; the dropout masks come from each twin's own
+    # generator, as they do for every preset.
+    "mnist-rnn": dict(model="lstm", width=64, depth=1, steps="rows", batch_norm="features", input_dropout=0.25,
+                      hidden=(32,), dropout=0.5, optimizer="adadelta", lr=0.1, weight_decay=0.0, schedule="step",
+                      step_size=1, gamma=0.7, epochs=14, batch_size=64, init="torch", val_size=0),
 }
 DEFAULT = PRESETS["default"]

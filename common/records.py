@@ -17,7 +17,7 @@ SAME_MATH = ("kernels", "backend", "device", "fused", "compile")
 # What a resumed run may change that makes it no longer bit-exact with one never interrupted: the order of sums.
 REORDERS = ("threads", "processes", *SAME_MATH)
 # Flags added after files were written, with the value an older file's run had: its record lacks them.
-ADDED = {"padding": "same"}
+ADDED = {"padding": "same", "width": None, "depth": None, "steps": None}
 # Values older files recorded for a flag that now takes others: --batch-norm was on or off.
 RENAMED = {"batch_norm": {True: "all", False: None}}
 
@@ -70,7 +70,7 @@ def adopt(parser: argparse.ArgumentParser, recorded: dict, args, given: set, key
             except ValueError:
                 pass  # (check_blocks below says what is wrong with the record's)
         # (a flag given for the other model is not compared: cli.prepare says it does not fit)
-        if k in given and mine != value and ONLY_FOR.get(k, args.model) == args.model:
+        if k in given and mine != value and args.model in ONLY_FOR.get(k, (args.model,)):
             raise RunError(f"--{k.replace('_', '-')} {show(getattr(args, k))} contradicts {source}, which records "
                              f"{show(value)}; drop the flag")
         setattr(args, k, value)

@@ -84,12 +84,12 @@ def gradients(np_trainer, pt_trainer, x, y) -> pd.DataFrame:
 
 
 def control(args, trainer):
-    """numpy_nn with its reference kernels, from the trainer's weights: the float64 run's control (a CNN's only:
-    an MLP's two kernel sets compute the same sums). Summed in another order, float64 numbers part in their last
+    """numpy_nn with its reference kernels, from the trainer's weights: the float64 run's control (a CNN's or a
+    recurrent network's: an MLP's two kernel sets compute the same sums). Summed in another order, float64 numbers part in their last
     digits, and training amplifies that step by step, batch norm and a high learning rate most: its statistics sum
     each channel over N*H*W values (147,456 for conv1 at batch 256 of cnn-fast's network with batch norm everywhere,
     where the twins' conv1 outputs were equal to the bit and conv1_bn's 8e-13 apart)."""
-    if args.model != "cnn":
+    if args.model == "mlp":
         return []
     reference = trainer_module("numpy").Trainer(argparse.Namespace(**{**vars(args), "kernels": "reference"}))
     reference.load_weights(trainer.weights())

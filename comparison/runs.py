@@ -114,7 +114,7 @@ def model_argv(args, impl=None, **override) -> list[str]:
         value, flag = values.get(action.dest), action.option_strings[-1] if action.option_strings else None
         if action.dest in skip or flag is None or value is None or value == action.default:
             continue  # (a default is the child's default too: left out, it cannot contradict another flag)
-        if action.dest in flags.ONLY_FOR and flags.ONLY_FOR[action.dest] != values["model"]:
+        if action.dest in flags.ONLY_FOR and values["model"] not in flags.ONLY_FOR[action.dest]:
             continue  # a flag of the other model (its value is a placeholder)
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             argv += [flag]

@@ -1,15 +1,16 @@
 """The networks as ordered lists of named layers: forward in order, backward in reverse."""
 import numpy as np
 
-from common.architecture import feature_side, norms_at, pad, per_block
+from common.architecture import CELLS as RECURRENT_CELLS, feature_side, norms_at, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
-from numpy_nn import conv, fast_block, fast_norm, layers as plain, norm
+from numpy_nn import conv, fast_block, fast_norm, fast_recurrent, layers as plain, norm, recurrent
 from numpy_nn.layers import Dropout, Flatten
 
 # --kernels: the module a model's batch norms come from, and whether a CNN's blocks are its reference layers one
 # after another (conv.py, norm.py: written to be read) or fast_block.ConvBlock, tested equal to them.
 NORMS = {"reference": norm, "fast": fast_norm}
+RECURRENT = {"reference": recurrent, "fast": fast_recurrent}  # a recurrent network's layers: loops, or fast_recurrent
 
 
 ALIGN = 16  # elements: each tensor in the flat buffers starts on a 64-byte boundary, as BLAS likes
@@ -174,11 +175,37 @@ class CNN(Sequential):
         self.mask_rng = mask_rng
 
 
+class RecurrentNet(Sequential):
+    """(N, 784) -> 28 time steps of 28 pixels (the rows or the columns) -> depth recurrent layers of width units
+    (cell: rnn, lstm or gru) -> the top layer's last state, batch-normalized and dropped out if asked -> hidden
+    layers -> 10."""
+
+    def __init__(self, cell="lstm", width=128, depth=1, steps="rows", hidden=(), activation="relu", dropout=0.0,
+                 batch_norm=False, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast",
+                 input_dropout=0.0):
+        rng, mask_rng = generators(seed, xp)
+        layers = {"sequence": recurrent.Sequence(steps),
+                  cell: RECURRENT[kernels].Recurrent(cell, 28, width, depth, dtype, xp)}
+        if norms_at(batch_norm)[0]:
+            layers[f"{cell}_bn"] = NORMS[kernels].BatchNorm1d(width, dtype=dtype, xp=xp)
+        if input_dropout > 0:  # on the dense layers' input, as an MLP's on its pixels
+            layers[f"{cell}_drop"] = Dropout(input_dropout, mask_rng)
+        layers.update(dense([width, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp, kernels))
+        super().__init__(layers)
+        self.load_state_dict(initial_weights(rng, hidden, batch_norm=batch_norm, init=init, dtype=dtype, n_in=28,
+                                             n_out=n_out, recurrent=(cell, width, depth)))
+        self.mask_rng = mask_rng
+
+
 def build(args, xp=np):
     """The network these flags describe, its initial weights drawn from --seed."""
     dtype, kernels = np.dtype(args.dtype), getattr(args, "kernels", "fast")
     if args.model == "cnn":
         return CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm,
                    args.init, args.seed, dtype, xp=xp, kernels=kernels, padding=args.padding)
+    if args.model in RECURRENT_CELLS:
+        return RecurrentNet(args.model, args.width, args.depth, args.steps, args.hidden, args.activation, args.dropout,
+                            args.batch_norm, args.init, args.seed, dtype, xp=xp, kernels=kernels,
+                            input_dropout=args.input_dropout)
     return MLP(args.hidden, args.activation, args.dropout, args.init, args.seed, dtype, xp=xp,
                input_dropout=args.input_dropout, batch_norm=args.batch_norm, kernels=kernels)

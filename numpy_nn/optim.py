@@ -108,6 +108,60 @@ class Adam:
             p -= tmp
 
 
+class Adadelta:
+    """torch.optim.Adadelta (Zeiler 2012): g = grad + wd*p;  v = rho v + (1-rho) g^2;
+    delta = sqrt(u + eps) / sqrt(v + eps) * g;  u = rho u + (1-rho) delta^2;  p -= lr * delta."""
+
+    def __init__(self, params, grads, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+        self.params, self.grads = params, grads
+        self.lr, self.rho, self.eps, self.weight_decay = lr, rho, eps, weight_decay
+        self.t = 0
+        self.xp = array_module(*params.values())
+        self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}  # torch's square_avg
+        self.u = {name: self.xp.zeros_like(p) for name, p in params.items()}  # torch's acc_delta
+        self.tmp = {name: self.xp.empty_like(p) for name, p in params.items()}
+
+    def state_dict(self):
+        return {**{f"square_avg.{k}": v for k, v in self.v.items()},
+                **{f"acc_delta.{k}": u for k, u in self.u.items()}}, {"step": self.t}
+
+    def load_state_dict(self, arrays, numbers):
+        """Refuses a state without its step count or without both averages of every parameter."""
+        missing = [k for name in self.params for k in (f"square_avg.{name}", f"acc_delta.{name}") if k not in arrays]
+        if missing or "step" not in numbers:
+            raise ValueError(f"the optimizer's state lacks {', '.join(missing or ['its step count'])}")
+        self.t = numbers["step"]
+        for name in self.params:
+            self.v[name][...] = self.xp.asarray(arrays[f"square_avg.{name}"])
+            self.u[name][...] = self.xp.asarray(arrays[f"acc_delta.{name}"])
+
+    def step(self):
+        self.t += 1
+        xp, rho = self.xp, self.rho
+        for name, p in self.params.items():
+            g, v, u, delta = self.grads[name], self.v[name], self.u[name], self.tmp[name]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            v *= rho                            # v = rho * v + (1 - rho) * g * g
+            v += (1 - rho) * g * g
+            xp.add(u, self.eps, out=delta)      # delta = sqrt(u + eps) / sqrt(v + eps) * g
+            xp.sqrt(delta, out=delta)
+            delta /= xp.sqrt(v + self.eps)
+            delta *= g
+            u *= rho                            # u = rho * u + (1 - rho) * delta * delta
+            u += (1 - rho) * delta * delta
+            p -= self.lr * delta
+
+
+def clip_grad_norm(grads, max_norm, eps=1e-6) -> float:
+    """torch.nn.utils.clip_grad_norm_: the gradients' global norm (all of them as one vector, here the flat buffer),
+    and every gradient scaled by max_norm / (norm + eps) where that is below 1. Returns the norm before clipping."""
+    norm = float(array_module(grads).linalg.norm(grads))
+    if max_norm / (norm + eps) < 1:
+        grads *= max_norm / (norm + eps)
+    return norm
+
+
 def AdamW(params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
     """torch.optim.AdamW: Adam with weight decay applied to the weights directly."""
     return Adam(params, grads, lr, betas, eps, weight_decay, decoupled=True)
@@ -150,4 +204,6 @@ def make_optimizer(args, model):
         return SGD(params, grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
     if args.optimizer == "adam":
         return Adam(params, grads, args.lr, args.betas, weight_decay=args.weight_decay)
+    if args.optimizer == "adadelta":
+        return Adadelta(params, grads, args.lr, weight_decay=args.weight_decay)
     return AdamW(params, grads, args.lr, args.betas, weight_decay=args.weight_decay)

@@ -63,6 +63,21 @@ def step_backward(cell, dh, dc, cache, W_ih, W_hh):
     return da_x @ W_ih, dh_prev, dc_prev, da_x, da_h
 
 
+class Sequence:
+    """(N, 784) pixels -> (N, 28, 28): the image as 28 time steps of 28 pixels, its rows (step t is row t, top to
+    bottom) or its columns (step t is column t, left to right)."""
+
+    def __init__(self, steps="rows"):
+        self.steps = steps
+
+    def forward(self, x):
+        x = x.reshape(len(x), 28, 28)
+        return x if self.steps == "rows" else x.transpose(0, 2, 1)
+
+    def backward(self, dout, need_dx=True):
+        return (dout if self.steps == "rows" else dout.transpose(0, 2, 1)).reshape(len(dout), 784)
+
+
 class Recurrent:
     """x: (N, T, I), T steps of I features -> the top layer's hidden state after the last step, (N, H); `layers`
     cells stacked, each layer's hidden states the next one's input. Starts from zero states, as torch does."""
@@ -100,8 +115,10 @@ class Recurrent:
 
     def backward(self, dh_last, need_dx=True):
         """dh_last: (N, H) at the top layer's last state -> dx: (N, T, I); every weight's gradient assigned, summed
-        over the time steps."""
+        over the time steps. state_grads[k, t] keeps dL/dh_t of layer k, the gradient that reached each step's state
+        (notebooks/through_time.ipynb draws it)."""
         n, steps = self.x_shape[:2]
+        self.state_grads = {}
         d_outputs = None  # the gradient at the layer above's inputs: every step's hidden state of this layer
         for k in reversed(range(self.layers)):
             W_ih, W_hh = self.weights(k)[:2]
@@ -116,6 +133,7 @@ class Recurrent:
             for t in reversed(range(steps)):
                 if d_outputs is not None:
                     dh = dh + d_outputs[:, t]
+                self.state_grads[k, t] = dh
                 cache = self.caches[k][t]
                 dx_t, dh, dc, da_x, da_h = step_backward(self.cell, dh, dc, cache, W_ih, W_hh)
                 dW_ih += da_x.T @ cache[0]                        # cache[0]: x_t, cache[1]: h_{t-1}

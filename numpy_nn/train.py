@@ -13,7 +13,7 @@ from common.flags import numpy_flags as add_flags
 from numpy_nn import replicas
 from numpy_nn.losses import softmax_cross_entropy
 from numpy_nn.model import build
-from numpy_nn.optim import lr_at, make_optimizer, onecycle_lr
+from numpy_nn.optim import clip_grad_norm, lr_at, make_optimizer, onecycle_lr
 from numpy_nn.weight_files import read_weights
 
 
@@ -69,6 +69,8 @@ class Trainer:
             correct = (logits.argmax(axis=1) == y).sum()
         else:
             loss, correct = shared
+        if self.args.clip_norm:
+            clip_grad_norm(self.model.flat_grads, self.args.clip_norm)  # all of them as one vector, as torch's
         self.opt.step()                                       # updates model.params in place
         if self.per_batch:                                    # a schedule stepped per batch (onecycle)
             self.steps += 1
@@ -142,7 +144,7 @@ class Trainer:
         kernels = getattr(self.args, "kernels", "fast")
         d = {"threads": self.args.threads, "processes": self.processes, "blas_threads": self.blas_threads,
              "backend": self.xp.__name__, "kernels": kernels,
-             "runs_with": ", ".join([*([f"{kernels} kernels"] * bool(self.args.model == "cnn" or self.args.batch_norm)),
+             "runs_with": ", ".join([*([f"{kernels} kernels"] * bool(self.args.model != "mlp" or self.args.batch_norm)),
                                      "optimizer on one flat buffer",
                                      *([f"each batch shared over {self.processes} processes"] * (self.processes > 1))])}
         if self.xp is not np:

@@ -10,6 +10,7 @@ from common.architecture import feature_side, norms_at, pad, per_block
 from pytorch_nn.conv import Conv2d, MaxPool2d
 from pytorch_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
 from pytorch_nn.norm import BatchNorm1d, BatchNorm2d
+from pytorch_nn.recurrent import CELLS, Sequence
 
 
 def dense(sizes, activation, dropout, batch_norm) -> dict:
@@ -52,6 +53,18 @@ class CNN(nn.Sequential):
         super().__init__(OrderedDict(layers))
 
 
+class RecurrentNet(nn.Sequential):
+    def __init__(self, cell="lstm", width=128, depth=1, steps="rows", hidden=(), activation="relu", dropout=0.0,
+                 batch_norm=False, n_out=10, input_dropout=0.0):
+        layers = {"sequence": Sequence(steps), cell: CELLS[cell](28, width, depth, batch_first=True)}
+        if norms_at(batch_norm)[0]:
+            layers[f"{cell}_bn"] = BatchNorm1d(width)
+        if input_dropout > 0:
+            layers[f"{cell}_drop"] = Dropout(input_dropout)
+        layers.update(dense([width, *hidden, n_out], activation, dropout, batch_norm))
+        super().__init__(OrderedDict(layers))
+
+
 def tensors(arrays: dict) -> dict:
     """NumPy arrays (numpy_nn's state_dict(), a weights file) -> a torch state_dict."""
     return {k: torch.from_numpy(np.asarray(v, order="C")) for k, v in arrays.items()}
@@ -63,6 +76,9 @@ def build(args):
     if args.model == "cnn":
         model = CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm,
                     padding=args.padding)
+    elif args.model in CELLS:
+        model = RecurrentNet(args.model, args.width, args.depth, args.steps, args.hidden, args.activation, args.dropout,
+                             args.batch_norm, input_dropout=args.input_dropout)
     else:
         model = MLP(args.hidden, args.activation, args.dropout, input_dropout=args.input_dropout,
                     batch_norm=args.batch_norm)

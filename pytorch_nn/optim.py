@@ -6,7 +6,15 @@ numbers to float64 rounding."""
 import torch
 
 
+def fused(args) -> bool:
+    """Whether pytorch_nn runs the fused optimizer: unless --no-fused, and for all but Adadelta, which torch has
+    only in for-each form."""
+    return getattr(args, "fused", True) and args.optimizer != "adadelta"
+
+
 def make_optimizer(args, params):
+    if args.optimizer == "adadelta":
+        return torch.optim.Adadelta(params, args.lr, weight_decay=args.weight_decay)
     fused = {"fused": True} if getattr(args, "fused", True) else {}
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, args.lr, momentum=args.momentum, nesterov=args.nesterov,

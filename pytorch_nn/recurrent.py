@@ -5,4 +5,36 @@ arithmetic of a step, on a GPU cuDNN a whole layer; autograd derives backpropaga
 writes out as the same loop over the steps in reverse."""
 from torch import nn
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+class Sequence(nn.Module):
+    """numpy_nn.recurrent.Sequence: (N, 784) -> (N, 28, 28), the rows or the columns as the time steps."""
+
+    def __init__(self, steps="rows"):
+        super().__init__()
+        self.steps = steps
+
+    def forward(self, x):
+        x = x.reshape(len(x), 28, 28)
+        return x if self.steps == "rows" else x.transpose(1, 2)
+
+
+class LastState:
+    """What the dense head reads: the top layer's state after the last step (torch returns every step's)."""
+
+    def forward(self, x):
+        return super().forward(x)[0][:, -1]
+
+
+class RNN(LastState, nn.RNN):
+    pass
+
+
+class LSTM(LastState, nn.LSTM):
+    pass
+
+
+class GRU(LastState, nn.GRU):
+    pass
+
+
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}

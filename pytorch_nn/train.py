@@ -13,7 +13,7 @@ from common.weights import check_match
 from pytorch_nn.fast_conv import channels_last
 from pytorch_nn.losses import cross_entropy
 from pytorch_nn.model import build, tensors
-from pytorch_nn.optim import make_optimizer, make_scheduler
+from pytorch_nn.optim import fused, make_optimizer, make_scheduler
 from pytorch_nn.weight_files import read_weights
 
 
@@ -60,6 +60,8 @@ class Trainer:
         loss, logits = self.objective(self.model, x, y)
         self.opt.zero_grad(set_to_none=True)   # autograd accumulates into .grad, so clear it first
         loss.backward()                        # all of numpy_nn's backward methods, derived
+        if self.args.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip_norm, foreach=True)
         self.opt.step()
         if self.per_batch:                     # a schedule stepped per batch (onecycle)
             self.sched.step()
@@ -119,8 +121,9 @@ class Trainer:
                 state.setdefault(int(index), {})[name] = torch.from_numpy(v)
         # a run that has taken steps has the optimizer's state of every parameter: refuse one that lacks some
         # (torch would quietly start those from zeros)
-        needed = {"sgd": {"momentum_buffer"} if self.args.momentum else set()}.get(self.args.optimizer,
-                                                                                  {"step", "exp_avg", "exp_avg_sq"})
+        needed = {"sgd": {"momentum_buffer"} if self.args.momentum else set(),
+                  "adadelta": {"step", "square_avg", "acc_delta"}}.get(self.args.optimizer,
+                                                                       {"step", "exp_avg", "exp_avg_sq"})
         n = len(self.opt.param_groups[0]["params"])
         lacking = sorted({f"{k} of parameter {i}" for i in range(n) for k in needed - set(state.get(i, {}))})
         if lacking and (meta.get("started") or state):
@@ -140,9 +143,9 @@ class Trainer:
         """Nothing to stop: torch's threads are torch's (numpy_nn's trainer stops its replica processes here)."""
 
     def describe(self):
-        fused, compiled = getattr(self.args, "fused", True), getattr(self.args, "compile", False)
-        d = {"threads": torch.get_num_threads(), "device": str(self.device), "fused": fused, "compiled": compiled,
-             "runs_with": ("fused optimizer" if fused else "for-each optimizer") + (", compiled" if compiled else "")}
+        fused_, compiled = fused(self.args), getattr(self.args, "compile", False)
+        d = {"threads": torch.get_num_threads(), "device": str(self.device), "fused": fused_, "compiled": compiled,
+             "runs_with": ("fused optimizer" if fused_ else "for-each optimizer") + (", compiled" if compiled else "")}
         if self.device.type == "cuda":
             d["gpu"] = torch.cuda.get_device_name(self.device)
         return d

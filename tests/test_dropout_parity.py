@@ -1,6 +1,6 @@
 """Dropout where each twin applies it: with the same masks handed to both (drawn from one stream of uniforms, in the
 order the layers draw them), the twins with dropout on the hidden layers and the input are still one network, float64,
-step by step, for the MLP and the CNN. Every other parity test turns dropout off, since the twins' own generators
+step by step, for the MLP, the CNN and the LSTM. Every other parity test turns dropout off, since the twins' own generators
 (NumPy's, torch's) draw different masks."""
 import numpy as np
 import pytest
@@ -48,14 +48,17 @@ def torch_masks(trainer, seed):
 @pytest.mark.parametrize("model, extra", [("mlp", ["--dropout", "0.3", "--input-dropout", "0.2", "--optimizer", "adam",
                                                    "--lr", "2e-3"]),
                                           ("cnn", [*SMALL, "--dropout", "0.4", "--optimizer", "sgd", "--lr", "0.02",
-                                                   "--momentum", "0.9"])])
+                                                   "--momentum", "0.9"]),
+                                          ("lstm", ["--model", "lstm", "--width", "24", "--batch-norm", "features",
+                                                    "--input-dropout", "0.2", "--hidden", "24", "--dropout", "0.3",
+                                                    "--optimizer", "adam", "--lr", "5e-3"])])
 def test_the_twins_apply_dropout_alike(model, extra, mnist64, images64):
-    data = mnist64 if model == "mlp" else images64
+    data = images64 if model == "cnn" else mnist64
     args = with_steps(make_args(extra), data)
     args.dropout = float(extra[extra.index("--dropout") + 1])  # (make_args turns it off by default)
     a, b = numpy_nn.train.Trainer(args), pytorch_nn.train.Trainer(args)
     (na, layers_a), (nb, layers_b) = numpy_masks(a, 7), torch_masks(b, 7)
-    assert layers_a == layers_b == (3 if model == "mlp" else 1)  # input and two hidden layers; the CNN's dense layer
+    assert layers_a == layers_b == {"mlp": 3, "cnn": 1, "lstm": 2}[model]  # input and hidden layers; the CNN's dense one
     assert_lockstep(f"{model} with dropout", losses_and_weights(a, data, args), losses_and_weights(b, data, args))
     assert na.drawn == nb.drawn >= 100 * layers_a  # every step drew every layer's mask, in both
 

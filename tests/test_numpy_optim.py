@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from numpy_nn.optim import SGD, Adam, AdamW, lr_at, onecycle_lr
+from numpy_nn.optim import SGD, Adadelta, Adam, AdamW, clip_grad_norm, lr_at, onecycle_lr
 
 TOL = 1e-12
 CASES = {
@@ -22,6 +22,9 @@ CASES = {
     "adam betas eps": (lambda P, G: Adam(P, G, 1e-2, betas=(0.8, 0.99), eps=1e-6),
                        lambda ps: torch.optim.Adam(ps, 1e-2, betas=(0.8, 0.99), eps=1e-6)),
     "adamw": (lambda P, G: AdamW(P, G, 1e-2, weight_decay=0.1), lambda ps: torch.optim.AdamW(ps, 1e-2, weight_decay=0.1)),
+    "adadelta": (lambda P, G: Adadelta(P, G, 1.0), lambda ps: torch.optim.Adadelta(ps, 1.0)),
+    "adadelta+wd": (lambda P, G: Adadelta(P, G, 0.5, weight_decay=0.01),
+                    lambda ps: torch.optim.Adadelta(ps, 0.5, weight_decay=0.01)),
 }
 
 
@@ -86,3 +89,20 @@ def test_onecycle_matches_torch_at_every_step(total, warmup, max_lr):
         sched.step()
     assert onecycle_lr(0, total, max_lr, warmup) == pytest.approx(max_lr / 25, rel=1e-12)
     assert max(onecycle_lr(s, total, max_lr, warmup) for s in range(total)) <= max_lr
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 100.0])
+def test_clip_grad_norm_matches_torch(scale):
+    """numpy_nn's clipping of the flat gradient buffer against torch.nn.utils.clip_grad_norm_ over separate tensors:
+    the same norm, the same scaled gradients, below the threshold (untouched) and above it."""
+    rng = np.random.default_rng(3)
+    shapes = [(5, 4), (4,), (3, 5)]
+    grads = [rng.standard_normal(s) * scale for s in shapes]
+    flat = np.concatenate([g.ravel() for g in grads])
+    tensors = [torch.tensor(g.copy(), requires_grad=True) for g in grads]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.tensor(g.copy())
+    norm, tnorm = clip_grad_norm(flat, 1.0), torch.nn.utils.clip_grad_norm_(tensors, 1.0)
+    assert norm == pytest.approx(float(tnorm), rel=1e-14)
+    np.testing.assert_allclose(flat, np.concatenate([t.grad.numpy().ravel() for t in tensors]), rtol=1e-14, atol=0)
+    assert (np.linalg.norm(flat) < 1.0) == (norm > 1.0) or norm == pytest.approx(np.linalg.norm(flat))

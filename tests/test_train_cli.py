@@ -106,7 +106,7 @@ def test_preset_supplies_every_value_that_flags_do_not_override(name):
 @pytest.mark.parametrize("argv, message", [
     (["--channels", "8,16"], "--channels applies to --model cnn, not mlp"),
     (["--kernel-size", "5"], "--kernel-size applies to --model cnn, not mlp"),
-    (["--model", "cnn", "--input-dropout", "0.2"], "--input-dropout applies to --model mlp, not cnn"),
+    (["--model", "cnn", "--input-dropout", "0.2"], "--input-dropout applies to --model mlp, rnn, lstm or gru, not cnn"),
     (["--model", "cnn", "--channels", "4,4,4,4,4"], "5 poolings leave no pixel"),
     (["--model", "cnn", "--channels", "8,16", "--kernel-size", "5,3,3"], "3 sizes for 2 blocks"),
     (["--model", "cnn", "--kernel-size", "29"], "a kernel larger than the 28x28 image"),
@@ -116,6 +116,14 @@ def test_preset_supplies_every_value_that_flags_do_not_override(name):
     (["--optimizer", "sgd", "--betas", "0.7,0.9"], "--betas applies to --optimizer adam or adamw, not sgd"),
     (["--optimizer", "adam", "--betas", "0.7"], "expected two numbers in [0, 1)"),
     (["--warmup", "0.2"], "--warmup applies to --schedule onecycle, not cosine"),
+    (["--width", "64"], "--width applies to --model rnn, lstm or gru, not mlp"),
+    (["--model", "cnn", "--depth", "2"], "--depth applies to --model rnn, lstm or gru, not cnn"),
+    (["--model", "lstm", "--channels", "8"], "--channels applies to --model cnn, not lstm"),
+    (["--model", "rnn", "--width", "0"], "--width: 0 is out of range; must be >= 1"),
+    (["--model", "lstm", "--steps", "diagonals"], "invalid choice: 'diagonals'"),
+    (["--batch-norm", "features"], "--batch-norm features applies to a model with layers of its own"),
+    (["--optimizer", "adadelta", "--betas", "0.7,0.9"], "--betas applies to --optimizer adam or adamw, not adadelta"),
+    (["--clip-norm", "0"], "--clip-norm: 0 is out of range"),
 ])
 def test_flags_that_do_not_fit_the_model(argv, message, mnist_dir, capsys):
     with pytest.raises(SystemExit) as e:
