@@ -81,7 +81,8 @@ LIBRARY = {"numpy": ["bare numpy"], "torch": ["bare torch", "bare torch fused", 
 
 
 def chosen(opts) -> list[str]:
-    names = [n for n in VARIANTS if n not in ("bare torch c-last", "numpy_nn one process") or opts.model == "cnn"]
+    names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")
+             and (n != "numpy_nn one process" or numpy_nn.replicas.count(trainer_args(opts.model_argv)) > 1)]
     return [n for n in names if "compiled" not in n or opts.compile]
 
 

@@ -175,8 +175,8 @@ def numpy_flags(p: argparse.ArgumentParser, backend: bool = True) -> None:
                         "same numbers, the reference slower (default: %(default)s)")
     p.add_argument("--processes", type=number(int, 1), metavar="N",
                    help="numpy_nn shares each batch over N processes, a replica of the model in each, on --threads / N "
-                        "BLAS threads each (numpy_nn/replicas.py); needs --kernels fast (default: --threads for a CNN, "
-                        "1 for an MLP)")
+                        "BLAS threads each (numpy_nn/replicas.py); needs --kernels fast (default: --threads for a CNN or "
+                        "a recurrent network, 1 for an MLP)")
 
 
 def pytorch_flags(p: argparse.ArgumentParser) -> None:

@@ -45,5 +45,14 @@ PRESETS = {
     "mnist-rnn": dict(model="lstm", width=64, depth=1, steps="rows", batch_norm="features", input_dropout=0.25,
                       hidden=(32,), dropout=0.5, optimizer="adadelta", lr=0.1, weight_decay=0.0, schedule="step",
                       step_size=1, gamma=0.7, epochs=14, batch_size=64, init="torch", val_size=0),
+    # The best recurrent recipe found for 5 minutes of numpy_nn training on 2 cores: an LSTM of 256 units over the
+    # rows, its last state straight into the 10 outputs, Adam on a one-cycle schedule to 3e-3, gradients clipped to
+    # norm 1, batches of 128, 12 epochs, all 60,000 images. Chosen on 5,000 held-out images (pytorch_nn, seed 1, 12
+    # epochs), validation accuracy / loss: 256 units 99.18 % / 0.0325; 128 units 99.04 % / 0.0386, two layers of 128
+    # 99.08 % / 0.0411, 128 units with batch norm, a dense layer of 64 and AdamW on a cosine 99.02 % / 0.0440, 128 units
+    # with Adam on a cosine from 2e-3 98.80 % / 0.0461. numpy_nn trains an epoch of it in about 12 s here.
+    "lstm": dict(model="lstm", width=256, depth=1, steps="rows", hidden=(), dropout=0.0, optimizer="adam", lr=3e-3,
+                 weight_decay=0.0, schedule="onecycle", warmup=0.3, clip_norm=1.0, epochs=12, batch_size=128,
+                 init="torch", val_size=0),
 }
 DEFAULT = PRESETS["default"]

@@ -17,8 +17,10 @@ from comparison.tables import fmt
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, ANALYSIS = ROOT / "results", ROOT / "ANALYSIS.md"
 REPORTS = {".": "MLP (default preset)", "fast": "MLP, fast preset", "best": "MLP, best preset", "lenet": "LeNet-5 shapes",
-           "cnn": "CNN, cnn preset", "cnn-fast": "CNN, cnn-fast preset (speedrun)"}
-BENCHMARKS = {"cnn": "cnn preset's network", "cnn-fast": "cnn-fast preset's network", "mlp": "default MLP"}
+           "cnn": "CNN, cnn preset", "cnn-fast": "CNN, cnn-fast preset (speedrun)",
+           "mnist-rnn": "LSTM, mnist-rnn preset (pytorch/examples)", "lstm": "LSTM, lstm preset"}
+BENCHMARKS = {"cnn": "cnn preset's network", "cnn-fast": "cnn-fast preset's network", "mlp": "default MLP",
+              "lstm": "lstm preset's network"}
 
 
 def pct(v):
@@ -188,6 +190,25 @@ def scaling() -> str:
                  rows) + f"\n\n{said} (results/scaling.csv)"
 
 
+def recurrent() -> str:
+    """The lstm preset's network: numpy_nn's reference loops, its fast layer in one process and over two, pytorch_nn."""
+    own, ref = bench("lstm", "own"), bench("lstm", "reference")
+    peak = own["matmul_peak_gflops"]
+    rows = []
+    for label, b, variant in (("numpy_nn, reference layers (recurrent.py), one process", ref, "numpy_nn"),
+                              ("numpy_nn, fast layer (fast_recurrent.py), one process", own, "numpy_nn one process"),
+                              ("numpy_nn, fast layer, each batch over 2 processes (the default)", own, "numpy_nn"),
+                              ("pytorch_nn (nn.LSTM, oneDNN)", own, "pytorch_nn")):
+        r = next(x for x in b["rows"] if x["variant"] == variant)
+        base = next(x for x in own["rows"] if x["variant"] == "pytorch_nn")["median_s"]
+        rows.append([label, r["batch_size"], f"{r['median_s']:.3f}", f"{r['median_s'] / base:.2f}x",
+                     f"{r['gflops']:.0f} ({r['gflops'] / peak:.0%})"])
+    return (table(["lstm preset's network", "batch", "epoch (s)", "against pytorch_nn", "GFLOP/s (% of peak)"], rows)
+            + f"\n\n{own['machine']}, {own['threads']} threads, {own['train_samples']:,} images an epoch, median of "
+              f"{own['repeats']} epochs, interleaved within each command (results/benchmarks/lstm-own.json, "
+              f"lstm-reference.json).")
+
+
 def levers() -> str:
     df = pd.read_csv(RESULTS / "levers.csv")
     rows = [[r.lever, r.network, r.batch, f"{r.without_ms:.2f}", f"{r.with_ms:.2f}",
@@ -197,7 +218,8 @@ def levers() -> str:
 
 
 BLOCKS = {"machines": machines, "summary": summary, "verdict": verdict, "proof": proof, "speed": speed, "bench-machines": bench_machines,
-          "automates": automates, "layers": layers, "precision": precision, "scaling": scaling, "levers": levers}
+          "automates": automates, "layers": layers, "precision": precision, "scaling": scaling, "levers": levers,
+          "recurrent": recurrent}
 
 
 def wrapped(text: str, width: int = 120) -> str:

@@ -34,11 +34,11 @@ class Failed(RunError):  # a replica failed, ended or stopped answering
 
 
 def count(args, xp=np) -> int:
-    """--processes, or --threads for a CNN of the fast kernels on the CPU, else 1; RunError for one that cannot run."""
+    """--processes, else --threads for a CNN or recurrent net of the fast kernels on the CPU, else 1; or RunError."""
     chosen, fast = getattr(args, "processes", None), getattr(args, "kernels", "fast") == "fast" and xp is np
     daemonic = mp.current_process().daemon  # (a multiprocessing.Pool's worker: it may not start processes)
     if chosen is None:
-        return args.threads if args.model == "cnn" and fast and not daemonic else 1
+        return args.threads if args.model != "mlp" and fast and not daemonic else 1
     why = ("this process is a daemonic worker (multiprocessing.Pool's), which may not start processes" if daemonic
            else "batches are shared over processes with --kernels fast on the CPU only" if not fast
            else f"with --threads {args.threads}, some process has no core of its own" if chosen > args.threads else None)

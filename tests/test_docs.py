@@ -57,27 +57,28 @@ def test_no_project_file_speaks_of_sessions_or_rounds():
 
 def test_what_analysis_says_in_words_holds_in_the_reports():
     """The directions ANALYSIS.md states in prose, checked against the reports it reads: numpy_nn ahead on the MLPs
-    and behind on the CNNs; the twins' accuracies within the seeds' spread of each other; sharing the batch over
-    processes paying for the CNNs and not for the MLP; float64 costing pytorch_nn more than numpy_nn on the CNNs; the
-    float64 lockstep drifting no further than the control on the CNNs."""
+    and behind on the CNNs and LSTMs; the twins' accuracies within the seeds' spread of each other; sharing the batch
+    over processes paying for the CNNs and the LSTM and not for the MLP; float64 costing pytorch_nn more than numpy_nn
+    on the CNNs; the float64 lockstep drifting no further than the control; the recurrent kernels' order (reference
+    slowest, then one process, then two)."""
     from comparison import analysis
     text = analysis.ANALYSIS.read_text()
     for name in analysis.REPORTS:
         t = analysis.cpu_rows(name)
-        cnn = pd.read_csv(analysis.report(name) / "comparison.csv")["runs_with"].str.contains("kernels").any()
+        kernels = pd.read_csv(analysis.report(name) / "comparison.csv")["runs_with"].str.contains("kernels").any()
         ratio = t.loc["numpy", "median_epoch_s"] / t.loc["pytorch", "median_epoch_s"]
-        assert (ratio > 1) == cnn, (name, ratio)
+        assert (ratio > 1) == kernels, (name, ratio)  # behind where its fast kernels run: the CNNs and the LSTMs
         spread = max(t["test_acc_std"].max(), 0.0005)
         assert abs(t.loc["numpy", "test_acc_mean"] - t.loc["pytorch", "test_acc_mean"]) <= 2 * spread, name
-        if cnn:
+        if name in ("lenet", "cnn", "cnn-fast"):
             p = pd.read_csv(analysis.report(name) / "precision.csv").set_index("dtype")
             assert (p.loc["float64", "pytorch_epoch_s"] / p.loc["float32", "pytorch_epoch_s"]
                     > p.loc["float64", "numpy_epoch_s"] / p.loc["float32", "numpy_epoch_s"]), name
         steps = pd.read_csv(analysis.report(name) / "parity.csv")  # the 11th digit, or the control drifts as far
-        twins = steps[steps["case"].str.startswith("float64")]["rel_diff"].max()
+        twins = steps[steps["case"].str.startswith("float64")]["rel_diff"].max()  # (within a few tens)
         control = steps["rel_diff_kernels"].max() if "rel_diff_kernels" in steps else 0.0
-        assert twins < 1e-11 or twins <= 10 * control, (name, twins, control)
-    for name in ("cnn", "cnn-fast"):
+        assert twins < 1e-11 or twins <= 30 * control, (name, twins, control)
+    for name in ("cnn", "cnn-fast", "lstm"):
         for row in analysis.bench(name, "own")["rows"]:
             if row["variant"] == "numpy_nn one process":
                 shared = next(r for r in analysis.bench(name, "own")["rows"]
@@ -87,3 +88,7 @@ def test_what_analysis_says_in_words_holds_in_the_reports():
     mlp = levers[levers["network"] == "default MLP"].iloc[0]
     assert mlp["with_ms"] > mlp["without_ms"] and "not used" in mlp["verdict"]
     assert "numpy_nn's bare calls into NumPy and BLAS cost less than PyTorch's" in text
+    own, ref = analysis.bench("lstm", "own")["rows"], analysis.bench("lstm", "reference")["rows"]
+    median = {r["variant"]: r["median_s"] for r in own}
+    reference = next(r["median_s"] for r in ref if r["variant"] == "numpy_nn")
+    assert reference > median["numpy_nn one process"] > median["numpy_nn"] > median["pytorch_nn"]

@@ -30,15 +30,15 @@ def parser():
     return p
 
 
-def trainer(mnist_dir, processes, extra, epochs=2):
-    args = flags.parse_args(parser(), [*NET, *extra, "--data-dir", str(mnist_dir), "--processes",
+def trainer(mnist_dir, processes, extra, epochs=2, net=NET):
+    args = flags.parse_args(parser(), [*net, *extra, "--data-dir", str(mnist_dir), "--processes",
                                                      str(processes), "--epochs", str(epochs)])
     return numpy_nn.train.Trainer(args), cli.load_data(args)
 
 
-def train(mnist_dir, processes, extra, epochs=2):
+def train(mnist_dir, processes, extra, epochs=2, net=NET):
     """(trainer, losses) after `epochs` epochs of batches of 32 over `processes` processes."""
-    t, data = trainer(mnist_dir, processes, extra, epochs)
+    t, data = trainer(mnist_dir, processes, extra, epochs, net)
     x, y = t.place(data.x_train, data.y_train)
     losses = [t.train_step(xb, yb)[0] for e in range(epochs)
               for xb, yb in data_loader.batches(x, y, 32, 1, e, min_last=2 if t.args.batch_norm else 1)]
@@ -65,6 +65,18 @@ def test_replicas_compute_what_one_process_computes(mnist_dir, extra):
     one, one_losses = train(mnist_dir, 1, extra)
     two, two_losses = train(mnist_dir, 2, extra)
     assert one.replicas is None and len(two.replicas.processes) == 1
+    assert_same_run(one, one_losses, two, two_losses)
+    two.close()
+
+
+def test_replicas_share_a_recurrent_network(mnist_dir):
+    """A two-layer LSTM (numpy_nn's fast recurrent layers) with batch norm and dropout on its last state, shared over two
+    processes: the same losses and tensors as one process, to rounding."""
+    net = [*NET[NET.index("--optimizer"):], "--model", "lstm", "--width", "12", "--depth", "2", "--batch-norm",
+           "features", "--input-dropout", "0.3", "--limit-train", "320"]
+    one, one_losses = train(mnist_dir, 1, [], net=net)
+    two, two_losses = train(mnist_dir, 2, [], net=net)
+    assert len(two.replicas.processes) == 1 and "lstm.weight_hh_l1" in two.model.state_dict()
     assert_same_run(one, one_losses, two, two_losses)
     two.close()
 
@@ -191,8 +203,8 @@ def test_processes_that_cannot_run_are_refused_in_one_line(argv, why):
         replicas.count(args)
 
 
-def test_the_default_shares_a_cnn_of_the_fast_kernels_only():
+def test_the_default_shares_a_cnn_or_a_recurrent_network_of_the_fast_kernels_only():
     def count(*argv):
         return replicas.count(flags.parse_args(parser(), [*argv, "--threads", "2"]))
-    assert count("--model", "cnn") == 2
+    assert count("--model", "cnn") == count("--model", "lstm") == count("--model", "gru") == 2
     assert count("--model", "cnn", "--kernels", "reference") == count("--model", "mlp") == 1

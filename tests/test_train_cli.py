@@ -86,7 +86,7 @@ def test_cuda_requested_without_cuda(mnist_dir, capsys):
     assert "--device cuda" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["default", "fast", "best", "lenet", "cnn", "cnn-fast"])
+@pytest.mark.parametrize("name", ["default", "fast", "best", "lenet", "cnn", "cnn-fast", "mnist-rnn", "lstm"])
 def test_preset_supplies_every_value_that_flags_do_not_override(name):
     """Every value a preset names reaches the flags, except one given on the command line; the default preset is
     the parser's own defaults, so that no preset and --preset default train the same network."""
