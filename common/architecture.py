@@ -180,3 +180,36 @@ def describe(args) -> str:
     norm = {(True, True): ", batch norm", (False, True): ", batch norm in the dense layers",
             (True, False): ", batch norm before the dense layers"}.get(norms_at(args.batch_norm), "")
     return kind(args).describe(args, norm, "-".join(map(str, [*args.hidden, 10])))
+
+
+# The flags that fit some model kinds only, and those kinds (each kind's `flags` above)
+ONLY_FOR = {flag: tuple(m for m, k in KINDS.items() if flag in k.flags) for k in KINDS.values() for flag in k.flags}
+
+
+def kinds(models) -> str:
+    return ", ".join(models[:-1]) + " or " + models[-1] if len(models) > 1 else models[0]
+
+
+def misplaced(args, given) -> str | None:
+    """The line for a flag given that does not fit args.model (ONLY_FOR), or None."""
+    for flag, models in ONLY_FOR.items():
+        if flag in given and args.model not in models:
+            return f"--{flag.replace('_', '-')} applies to --model {kinds(models)}, not {args.model}"
+    if args.batch_norm == "features" and args.model == "mlp":
+        return "--batch-norm features applies to a model with layers of its own before the dense ones (cnn, rnn, " \
+               "lstm, gru), not mlp; use --batch-norm dense"
+    return None
+
+
+def fill_defaults(args, from_file=False) -> None:
+    """The model kind's defaults for its flags left unset, and none of the other kinds' flags that have no default
+    (an MLP has no --channels), or no input dropout; with --evaluate or --resume (from_file), the kind's defaults wait
+    for the file's record (common/cli.py calls this again once it has read it)."""
+    if from_file:
+        return
+    for k, v in KINDS[args.model].defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    for flag, models in ONLY_FOR.items():
+        if args.model not in models and flag not in ("padding",):
+            setattr(args, flag, 0.0 if flag == "input_dropout" else None)

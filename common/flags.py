@@ -9,12 +9,11 @@ import math
 from pathlib import Path
 
 import data_loader
-from common.architecture import BATCH_NORMS, CELLS, KINDS, PADDINGS, STEPS, feature_side, per_block
+from common.architecture import (BATCH_NORMS, KINDS, ONLY_FOR, PADDINGS, STEPS, feature_side, fill_defaults,
+                                 misplaced, per_block)
 from common.machine import default_threads
 from common.presets import DEFAULT, PRESETS
 
-# The flags that fit some model kinds only, and those kinds (common/architecture.py's KINDS say which are theirs)
-ONLY_FOR = {flag: tuple(m for m, k in KINDS.items() if flag in k.flags) for k in KINDS.values() for flag in k.flags}
 
 
 def number(kind, low=None, high=None, low_open=False, high_open=False):
@@ -212,35 +211,6 @@ def check_blocks(args) -> None:
         raise ValueError(f"--channels {show(args.channels)} with --kernel-size {show(args.kernel_size)} and --padding "
                          f"{args.padding}: {len(args.channels)} poolings leave no pixel of a 28x28 image; use fewer "
                          f"blocks{' or --padding same' if args.padding == 'valid' else ''}")
-
-
-def kinds(models) -> str:
-    return ", ".join(models[:-1]) + " or " + models[-1] if len(models) > 1 else models[0]
-
-
-def misplaced(args, given) -> str | None:
-    """The line for a flag given that does not fit args.model (ONLY_FOR), or None."""
-    for flag, models in ONLY_FOR.items():
-        if flag in given and args.model not in models:
-            return f"--{flag.replace('_', '-')} applies to --model {kinds(models)}, not {args.model}"
-    if args.batch_norm == "features" and args.model == "mlp":
-        return "--batch-norm features applies to a model with layers of its own before the dense ones (cnn, rnn, " \
-               "lstm, gru), not mlp; use --batch-norm dense"
-    return None
-
-
-def fill_defaults(args, from_file=False) -> None:
-    """The model kind's defaults for its flags left unset, and none of the other kinds' flags that have no default
-    (an MLP has no --channels), or no input dropout; with --evaluate or --resume (from_file), the kind's defaults wait
-    for the file's record (common/cli.py calls this again once it has read it)."""
-    if from_file:
-        return
-    for k, v in KINDS[args.model].defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    for flag, models in ONLY_FOR.items():
-        if args.model not in models and flag not in ("padding",):
-            setattr(args, flag, 0.0 if flag == "input_dropout" else None)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:

@@ -124,12 +124,13 @@ def speed() -> str:
 
 
 def bench_machines() -> str:
-    def line(n, way):
+    def row(n, way):
         b = bench(n, way)
         prefix = "" if "forced" in b["machine"] else "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
-        return (f"- {BENCHMARKS[n]}: {b['machine']}, {b['threads']} threads, {b['train_samples']:,} images an epoch, "
-                f"median of {b['repeats']} epochs: `{prefix}{b['command']}` (results/benchmarks/{n}-{way}.json)")
-    return "\n".join(line(n, way) for n in BENCHMARKS for way in ("own", "forced"))
+        return [BENCHMARKS[n], f"{b['machine']}, {b['threads']} threads", f"{b['train_samples']:,}", b["repeats"],
+                f"`{prefix}{b['command']}`", f"results/benchmarks/{n}-{way}.json"]
+    return table(["network", "machine", "images an epoch", "epochs (median of)", "command", "file"],
+                 [row(n, way) for n in BENCHMARKS for way in ("own", "forced")])
 
 
 def automates() -> str:
@@ -193,14 +194,12 @@ def scaling() -> str:
 def recurrent() -> str:
     """The lstm preset's network: numpy_nn's reference loops, its fast layer in one process and over two, pytorch_nn."""
     own, ref = bench("lstm", "own"), bench("lstm", "reference")
-    peak = own["matmul_peak_gflops"]
-    rows = []
+    peak, rows, torch_row = own["matmul_peak_gflops"], [], next(x for x in own["rows"] if x["variant"] == "pytorch_nn")
     for label, b, variant in (("numpy_nn, reference layers (recurrent.py), one process", ref, "numpy_nn"),
                               ("numpy_nn, fast layer (fast_recurrent.py), one process", own, "numpy_nn one process"),
                               ("numpy_nn, fast layer, each batch over 2 processes (the default)", own, "numpy_nn"),
                               ("pytorch_nn (nn.LSTM, oneDNN)", own, "pytorch_nn")):
-        r = next(x for x in b["rows"] if x["variant"] == variant)
-        base = next(x for x in own["rows"] if x["variant"] == "pytorch_nn")["median_s"]
+        r, base = next(x for x in b["rows"] if x["variant"] == variant), torch_row["median_s"]
         rows.append([label, r["batch_size"], f"{r['median_s']:.3f}", f"{r['median_s'] / base:.2f}x",
                      f"{r['gflops']:.0f} ({r['gflops'] / peak:.0%})"])
     return (table(["lstm preset's network", "batch", "epoch (s)", "against pytorch_nn", "GFLOP/s (% of peak)"], rows)

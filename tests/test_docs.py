@@ -88,6 +88,8 @@ def test_what_analysis_says_in_words_holds_in_the_reports():
     mlp = levers[levers["network"] == "default MLP"].iloc[0]
     assert mlp["with_ms"] > mlp["without_ms"] and "not used" in mlp["verdict"]
     assert "numpy_nn's bare calls into NumPy and BLAS cost less than PyTorch's" in text
+    recipe, searched = analysis.cpu_rows("mnist-rnn"), analysis.cpu_rows("lstm")  # "stops well short of the LSTM preset"
+    assert recipe["test_acc_mean"].max() + 0.02 < searched["test_acc_mean"].min()
     own, ref = analysis.bench("lstm", "own")["rows"], analysis.bench("lstm", "reference")["rows"]
     median = {r["variant"]: r["median_s"] for r in own}
     reference = next(r["median_s"] for r in ref if r["variant"] == "numpy_nn")
