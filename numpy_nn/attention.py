@@ -1,0 +1,121 @@
+"""A Vision Transformer's layers as the math writes them, each a forward/backward pair (layers.py's contract: forward
+keeps what backward needs, backward assigns the grads and returns dx). Weights in torch's names and layouts
+(nn.LayerNorm, nn.MultiheadAttention with batch_first), so that interchange is a copy.
+
+    LayerNorm      y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias, over the last axis
+    GELU           y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), torch's approximate="tanh"
+    SelfAttention  q, k, v = split(x W_in^T + b_in); per head A = softmax(q k^T / sqrt(d_head));
+                   y = (A v) W_out^T + b_out, the heads merged
+"""
+import numpy as np
+
+
+class LayerNorm:
+    """nn.LayerNorm(d): each row normalized by its own mean and (biased) variance, then scaled and shifted.
+    Backward, with xhat and 1/sigma kept: dxhat = dy * weight;
+    dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sigma."""
+
+    def __init__(self, d, eps=1e-5, dtype=np.float32, xp=np):
+        self.eps, self.xp = eps, xp
+        self.params = {"weight": xp.ones(d, dtype), "bias": xp.zeros(d, dtype)}
+        self.grads = {name: xp.zeros_like(p) for name, p in self.params.items()}
+
+    def forward(self, x):
+        mean = x.mean(axis=-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+        self.rstd = 1 / self.xp.sqrt(var + self.eps)
+        self.xhat = (x - mean) * self.rstd
+        return self.xhat * self.params["weight"] + self.params["bias"]
+
+    def backward(self, dout, need_dx=True):
+        d = dout.shape[-1]
+        self.grads["weight"][...] = (dout * self.xhat).reshape(-1, d).sum(axis=0)
+        self.grads["bias"][...] = dout.reshape(-1, d).sum(axis=0)
+        if not need_dx:
+            return None
+        dxhat = dout * self.params["weight"]
+        return self.rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                            - self.xhat * (dxhat * self.xhat).mean(axis=-1, keepdims=True))
+
+    def torch_layout(self, t):
+        return dict(t)
+
+    def state_dict(self):
+        return dict(self.params)
+
+    def load_state_dict(self, d):
+        for name, p in self.params.items():
+            p[...] = self.xp.asarray(d[name])
+
+
+class GELU:
+    """nn.GELU(approximate="tanh"): y = x/2 (1 + t), t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3);
+    dy/dx = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2). The tanh form, not the exact erf one: NumPy
+    has no erf, and torch computes the tanh form when asked, so both twins compute the same function."""
+
+    C = np.sqrt(2 / np.pi)
+
+    def forward(self, x):
+        self.x, self.t = x, np.tanh(self.C * (x + 0.044715 * x ** 3))
+        return 0.5 * x * (1 + self.t)
+
+    def backward(self, dout, need_dx=True):
+        x, t = self.x, self.t
+        return dout * (0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * self.C * (1 + 3 * 0.044715 * x ** 2))
+
+
+class SelfAttention:
+    """nn.MultiheadAttention(d, heads, batch_first=True) with the sequence attending to itself, no mask, no dropout.
+    x: (N, T, d). The heads are reshapes: (N, T, d) -> (N, heads, T, d / heads) and back. Backward through the softmax
+    in one line: dscores = A * (dA - sum(dA * A, over the keys))."""
+
+    def __init__(self, d, heads, dtype=np.float32, xp=np):
+        if d % heads:
+            raise ValueError(f"a width of {d} does not split into {heads} heads")
+        self.heads, self.xp = heads, xp
+        self.params = {"in_proj_weight": xp.zeros((3 * d, d), dtype), "in_proj_bias": xp.zeros(3 * d, dtype),
+                       "out_proj.weight": xp.zeros((d, d), dtype), "out_proj.bias": xp.zeros(d, dtype)}
+        self.grads = {name: xp.zeros_like(p) for name, p in self.params.items()}
+
+    def split(self, a):  # (N, T, d) -> (N, heads, T, d_head)
+        n, t, d = a.shape
+        return a.reshape(n, t, self.heads, d // self.heads).transpose(0, 2, 1, 3)
+
+    def merge(self, a):  # (N, heads, T, d_head) -> (N, T, d)
+        n, h, t, dh = a.shape
+        return a.transpose(0, 2, 1, 3).reshape(n, t, h * dh)
+
+    def forward(self, x):
+        p, xp = self.params, self.xp
+        q, k, v = (self.split(a) for a in xp.split(x @ p["in_proj_weight"].T + p["in_proj_bias"], 3, axis=-1))
+        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])     # (N, heads, T, T)
+        A = xp.exp(scores - scores.max(axis=-1, keepdims=True))
+        A /= A.sum(axis=-1, keepdims=True)
+        o = self.merge(A @ v)
+        self.x, self.q, self.k, self.v, self.A, self.o = x, q, k, v, A, o
+        return o @ p["out_proj.weight"].T + p["out_proj.bias"]
+
+    def backward(self, dout, need_dx=True):
+        p, g, xp = self.params, self.grads, self.xp
+        d = dout.shape[-1]
+        g["out_proj.weight"][...] = dout.reshape(-1, d).T @ self.o.reshape(-1, d)
+        g["out_proj.bias"][...] = dout.reshape(-1, d).sum(axis=0)
+        do = self.split(dout @ p["out_proj.weight"])
+        dA = do @ self.v.transpose(0, 1, 3, 2)
+        dv = self.A.transpose(0, 1, 3, 2) @ do
+        dscores = self.A * (dA - (dA * self.A).sum(axis=-1, keepdims=True)) / np.sqrt(self.q.shape[-1])
+        dq, dk = dscores @ self.k, dscores.transpose(0, 1, 3, 2) @ self.q
+        dqkv = xp.concatenate([self.merge(a) for a in (dq, dk, dv)], axis=-1)  # (N, T, 3d)
+        g["in_proj_weight"][...] = dqkv.reshape(-1, 3 * d).T @ self.x.reshape(-1, d)
+        g["in_proj_bias"][...] = dqkv.reshape(-1, 3 * d).sum(axis=0)
+        return dqkv @ p["in_proj_weight"] if need_dx else None
+
+    def torch_layout(self, t):
+        return dict(t)
+
+    def state_dict(self):
+        return dict(self.params)
+
+    def load_state_dict(self, d):
+        for name, p in self.params.items():
+            p[...] = self.xp.asarray(d[name])

@@ -1,0 +1,108 @@
+"""numpy_nn/attention.py's layers against torch's (float64): the same outputs and the same gradients, through autograd,
+from the same weights; and against central finite differences."""
+import numpy as np
+import pytest
+import torch
+
+from gradcheck import numerical_grad, rel_error
+from numpy_nn.attention import GELU, LayerNorm, SelfAttention
+
+N, T, D, HEADS = 3, 5, 8, 2
+
+
+def inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng, rng.standard_normal((N, T, D)), rng.standard_normal((N, T, D))
+
+
+def against_torch(ours, theirs, x, dy):
+    """Forward both on x, backward both from dy: (largest output difference, {name: largest gradient difference}),
+    with dx under "x"."""
+    tx = torch.tensor(x, requires_grad=True)
+    out = theirs(tx)
+    out = out[0] if isinstance(out, tuple) else out
+    out.backward(torch.tensor(dy))
+    y, dx = ours.forward(x), ours.backward(dy)
+    grads = {name: np.abs(ours.grads[name] - t.grad.numpy()).max() for name, t in theirs.named_parameters()}
+    return np.abs(y - out.detach().numpy()).max(), {**grads, "x": np.abs(dx - tx.grad.numpy()).max()}
+
+
+def test_layer_norm_equals_torch():
+    rng, x, dy = inputs()
+    theirs = torch.nn.LayerNorm(D).double()
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(rng.standard_normal(D)))
+        theirs.bias.copy_(torch.tensor(rng.standard_normal(D)))
+    ours = LayerNorm(D, dtype=np.float64)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    out, grads = against_torch(ours, theirs, x, dy)
+    assert out < 1e-14 and max(grads.values()) < 1e-13, (out, grads)
+
+
+def test_gelu_equals_torch_tanh_form():
+    _, x, dy = inputs()
+    ours, theirs = GELU(), torch.nn.GELU(approximate="tanh")
+    tx = torch.tensor(x * 3, requires_grad=True)
+    theirs(tx).backward(torch.tensor(dy))
+    assert np.abs(ours.forward(x * 3) - theirs(tx).detach().numpy()).max() < 1e-15
+    assert np.abs(ours.backward(dy) - tx.grad.numpy()).max() < 1e-14
+
+
+def test_self_attention_equals_multihead_attention():
+    """nn.MultiheadAttention(batch_first) with query = key = value = x: its packed weights copied in, the same output,
+    dx and every weight's gradient."""
+    rng, x, dy = inputs(1)
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(D, HEADS, batch_first=True).double()
+    with torch.no_grad():
+        theirs.in_proj_bias.copy_(torch.tensor(rng.standard_normal(3 * D) * 0.1))
+        theirs.out_proj.bias.copy_(torch.tensor(rng.standard_normal(D) * 0.1))
+    ours = SelfAttention(D, HEADS, dtype=np.float64)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    out, grads = against_torch(ours, SelfAttentionModule(theirs), x, dy)
+    assert out < 1e-14 and max(grads.values()) < 1e-13, (out, grads)
+
+
+class SelfAttentionModule(torch.nn.Module):
+    """nn.MultiheadAttention called as self-attention, its parameters under its own names."""
+
+    def __init__(self, mha):
+        super().__init__()
+        self.mha = mha
+
+    def named_parameters(self, *args, **kwargs):
+        return self.mha.named_parameters(*args, **kwargs)
+
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("make", [lambda: LayerNorm(D, dtype=np.float64), lambda: SelfAttention(D, HEADS, np.float64)],
+                         ids=["layer norm", "self-attention"])
+def test_backward_equals_finite_differences(make):
+    rng, x, dy = inputs(2)
+    layer = make()
+    layer.load_state_dict({k: rng.standard_normal(v.shape) * 0.5 for k, v in layer.state_dict().items()})
+
+    def loss():
+        return float((layer.forward(x) * dy).sum())
+    layer.forward(x)
+    dx = layer.backward(dy)
+    assert rel_error(dx, numerical_grad(loss, x)) < 1e-8
+    for name, p in layer.params.items():
+        layer.forward(x), layer.backward(dy)
+        assert rel_error(layer.grads[name].copy(), numerical_grad(loss, p)) < 1e-8, name
+
+
+def test_gelu_backward_equals_finite_differences():
+    _, x, dy = inputs(3)
+    gelu = GELU()
+    gelu.forward(x)
+    dx = gelu.backward(dy)
+    assert rel_error(dx, numerical_grad(lambda: float((gelu.forward(x) * dy).sum()), x)) < 1e-8
+
+
+def test_a_width_the_heads_do_not_divide_is_refused():
+    with pytest.raises(ValueError, match="a width of 10 does not split into 4 heads"):
+        SelfAttention(10, 4)
