@@ -69,6 +69,7 @@ VARIANTS = {
     "bare numpy": lambda d, a: own_blas((bare.numpy_cnn if a.model == "cnn" else bare.numpy_mlp)(d, a), a.threads),
     "numpy_nn": lambda d, a: framework(numpy_nn.train, d, a),
     "numpy_nn one process": lambda d, a: framework(numpy_nn.train, d, a, processes=1),
+    "numpy_nn reference": lambda d, a: framework(numpy_nn.train, d, a, kernels="reference", processes=1),
     "bare torch": lambda d, a: bare.torch_loop(d, a),
     "bare torch fused": lambda d, a: bare.torch_loop(d, a, fused=True),
     "bare torch c-last": lambda d, a: bare.torch_loop(d, a, fused=True, channels_last=True),
@@ -82,7 +83,8 @@ LIBRARY = {"numpy": ["bare numpy"], "torch": ["bare torch", "bare torch fused", 
 
 def chosen(opts) -> list[str]:
     names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")
-             and (n != "numpy_nn one process" or numpy_nn.replicas.count(trainer_args(opts.model_argv)) > 1)]
+             and (n != "numpy_nn one process" or numpy_nn.replicas.count(trainer_args(opts.model_argv)) > 1)
+             and (n != "numpy_nn reference" or opts.model in architecture.CELLS)]  # (a CNN's would take minutes)
     return [n for n in names if "compiled" not in n or opts.compile]
 
 

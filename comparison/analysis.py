@@ -193,9 +193,9 @@ def scaling() -> str:
 
 def recurrent() -> str:
     """The lstm preset's network: numpy_nn's reference loops, its fast layer in one process and over two, pytorch_nn."""
-    own, ref = bench("lstm", "own"), bench("lstm", "reference")
+    own = ref = bench("lstm", "own")
     peak, rows, torch_row = own["matmul_peak_gflops"], [], next(x for x in own["rows"] if x["variant"] == "pytorch_nn")
-    for label, b, variant in (("numpy_nn, reference layers (recurrent.py), one process", ref, "numpy_nn"),
+    for label, b, variant in (("numpy_nn, reference layers (recurrent.py), one process", ref, "numpy_nn reference"),
                               ("numpy_nn, fast layer (fast_recurrent.py), one process", own, "numpy_nn one process"),
                               ("numpy_nn, fast layer, each batch over 2 processes (the default)", own, "numpy_nn"),
                               ("pytorch_nn (nn.LSTM, oneDNN)", own, "pytorch_nn")):
@@ -204,8 +204,7 @@ def recurrent() -> str:
                      f"{r['gflops']:.0f} ({r['gflops'] / peak:.0%})"])
     return (table(["lstm preset's network", "batch", "epoch (s)", "against pytorch_nn", "GFLOP/s (% of peak)"], rows)
             + f"\n\n{own['machine']}, {own['threads']} threads, {own['train_samples']:,} images an epoch, median of "
-              f"{own['repeats']} epochs, interleaved within each command (results/benchmarks/lstm-own.json, "
-              f"lstm-reference.json).")
+              f"{own['repeats']} epochs, interleaved (results/benchmarks/lstm-own.json).")
 
 
 def levers() -> str:
