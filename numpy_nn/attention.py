@@ -110,12 +110,82 @@ class SelfAttention:
         g["in_proj_bias"][...] = dqkv.reshape(-1, 3 * d).sum(axis=0)
         return dqkv @ p["in_proj_weight"] if need_dx else None
 
-    def torch_layout(self, t):
-        return dict(t)
+    torch_layout, state_dict, load_state_dict = LayerNorm.torch_layout, LayerNorm.state_dict, LayerNorm.load_state_dict
 
-    def state_dict(self):
-        return dict(self.params)
 
-    def load_state_dict(self, d):
-        for name, p in self.params.items():
-            p[...] = self.xp.asarray(d[name])
+class Dense:
+    """nn.Linear over the last axis of any shape: y = x weight^T + bias, weight (out, in) as torch keeps it."""
+
+    def __init__(self, n_in, n_out, dtype=np.float32, xp=np):
+        self.xp = xp
+        self.params = {"weight": xp.zeros((n_out, n_in), dtype), "bias": xp.zeros(n_out, dtype)}
+        self.grads = {name: xp.zeros_like(p) for name, p in self.params.items()}
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params["weight"].T + self.params["bias"]
+
+    def backward(self, dout, need_dx=True):
+        rows = dout.reshape(-1, dout.shape[-1])
+        self.grads["weight"][...] = rows.T @ self.x.reshape(len(rows), -1)
+        self.grads["bias"][...] = rows.sum(axis=0)
+        return dout @ self.params["weight"] if need_dx else None
+
+    torch_layout, state_dict, load_state_dict = LayerNorm.torch_layout, LayerNorm.state_dict, LayerNorm.load_state_dict
+
+
+class Tokens:
+    """(N, 784) image -> (N, 1 + T, d) tokens: cut into T = (28 / patch)^2 patches of patch x patch pixels (row by row),
+    each embedded by one linear map (proj: patches proj.weight^T + proj.bias), a learned class token put first,
+    learned position embeddings added to every token."""
+
+    def __init__(self, patch, d, dtype=np.float32, xp=np):
+        self.patch, self.side, self.xp = patch, 28 // patch, xp
+        tokens = 1 + self.side ** 2
+        self.params = {"proj.weight": xp.zeros((d, patch * patch), dtype), "proj.bias": xp.zeros(d, dtype),
+                       "cls_token": xp.zeros((1, 1, d), dtype), "pos_embed": xp.zeros((1, tokens, d), dtype)}
+        self.grads = {name: xp.zeros_like(p) for name, p in self.params.items()}
+
+    def forward(self, x):
+        n, s, p, w = len(x), self.side, self.patch, self.params
+        self.patches = x.reshape(n, s, p, s, p).transpose(0, 1, 3, 2, 4).reshape(n, s * s, p * p)
+        embedded = self.patches @ w["proj.weight"].T + w["proj.bias"]
+        cls = self.xp.broadcast_to(w["cls_token"], (n, 1, embedded.shape[-1]))
+        return self.xp.concatenate([cls, embedded], axis=1) + w["pos_embed"]
+
+    def backward(self, dout, need_dx=True):
+        g, n, s, p = self.grads, len(dout), self.side, self.patch
+        g["pos_embed"][...] = dout.sum(axis=0, keepdims=True)
+        g["cls_token"][...] = dout[:, :1].sum(axis=0, keepdims=True)
+        rows = dout[:, 1:].reshape(-1, dout.shape[-1])
+        g["proj.weight"][...] = rows.T @ self.patches.reshape(len(rows), -1)
+        g["proj.bias"][...] = rows.sum(axis=0)
+        if not need_dx:
+            return None
+        dpatches = dout[:, 1:] @ self.params["proj.weight"]
+        return dpatches.reshape(n, s, s, p, p).transpose(0, 1, 3, 2, 4).reshape(n, 784)
+
+    torch_layout, state_dict, load_state_dict = LayerNorm.torch_layout, LayerNorm.state_dict, LayerNorm.load_state_dict
+
+
+class EncoderBlock:
+    """nn.TransformerEncoderLayer(d, heads, mlp * d, dropout=0, GELU, batch_first=True, norm_first=True), pre-norm:
+    h = x + SelfAttention(norm1(x)); y = h + linear2(GELU(linear1(norm2(h)))). Backward, the residuals' gradients
+    add: dh = dy + the MLP branch's dx; dx = dh + the attention branch's dx. Its layers are its `parts`, under torch's
+    names (block1.self_attn, block1.linear1, ...)."""
+
+    def __init__(self, name, d, heads, mlp=2, dtype=np.float32, xp=np):
+        self.norm1, self.attn = LayerNorm(d, dtype=dtype, xp=xp), SelfAttention(d, heads, dtype, xp)
+        self.norm2, self.gelu = LayerNorm(d, dtype=dtype, xp=xp), GELU()
+        self.linear1, self.linear2 = Dense(d, mlp * d, dtype, xp), Dense(mlp * d, d, dtype, xp)
+        self.parts = {f"{name}.norm1": self.norm1, f"{name}.self_attn": self.attn, f"{name}.norm2": self.norm2,
+                      f"{name}.linear1": self.linear1, f"{name}.linear2": self.linear2}
+
+    def forward(self, x):
+        h = x + self.attn.forward(self.norm1.forward(x))
+        return h + self.linear2.forward(self.gelu.forward(self.linear1.forward(self.norm2.forward(h))))
+
+    def backward(self, dout, need_dx=True):
+        dh = dout + self.norm2.backward(self.linear1.backward(self.gelu.backward(self.linear2.backward(dout))))
+        dx = dh + self.norm1.backward(self.attn.backward(dh))
+        return dx if need_dx else None

@@ -106,3 +106,47 @@ def test_gelu_backward_equals_finite_differences():
 def test_a_width_the_heads_do_not_divide_is_refused():
     with pytest.raises(ValueError, match="a width of 10 does not split into 4 heads"):
         SelfAttention(10, 4)
+
+
+def test_tokens_equal_the_torch_twin():
+    """The patch embedding, class token and position embeddings: numpy_nn's against pytorch_nn's, the same weights
+    under the same names, the same tokens, gradients and dx (float64)."""
+    from pytorch_nn.attention import Tokens as TorchTokens
+    from numpy_nn.attention import Tokens
+    rng = np.random.default_rng(4)
+    theirs = TorchTokens(7, D).double()
+    ours = Tokens(7, D, np.float64)
+    weights = {k: rng.standard_normal(tuple(v.shape)) for k, v in theirs.state_dict().items()}
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
+    ours.load_state_dict(weights)
+    x, dy = rng.standard_normal((N, 784)), rng.standard_normal((N, 17, D))
+    out, grads = against_torch(ours, theirs, x, dy)
+    assert out < 1e-13 and max(grads.values()) < 1e-12, (out, grads)
+
+
+def test_encoder_block_equals_transformer_encoder_layer():
+    """numpy_nn's pre-norm block against nn.TransformerEncoderLayer(norm_first=True, batch_first=True, GELU's tanh form,
+    no dropout): its weights copied in under torch's names, the same output, dx and every weight's gradient."""
+    from functools import partial
+    from numpy_nn.attention import EncoderBlock
+    rng, x, dy = inputs(5)
+    torch.manual_seed(1)
+    theirs = torch.nn.TransformerEncoderLayer(D, HEADS, 2 * D, dropout=0.0, batch_first=True, norm_first=True,
+                                              activation=partial(torch.nn.functional.gelu, approximate="tanh")).double()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(torch.tensor(rng.standard_normal(tuple(p.shape)) * 0.1))
+    ours = EncoderBlock("block1", D, HEADS, mlp=2, dtype=np.float64)
+    state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    prefixes = {name: name.split(".", 1)[1] + "." for name in ours.parts}  # block1.self_attn -> self_attn.
+    for name, part in ours.parts.items():
+        part.load_state_dict({k[len(prefixes[name]):]: v for k, v in state.items() if k.startswith(prefixes[name])})
+    assert {prefixes[name] + k for name, part in ours.parts.items() for k in part.state_dict()} == set(state)
+    tx = torch.tensor(x, requires_grad=True)
+    y = theirs(tx)
+    y.backward(torch.tensor(dy))
+    out = np.abs(ours.forward(x) - y.detach().numpy()).max()
+    dx = ours.backward(dy)
+    grads = {prefixes[name] + k: g for name, part in ours.parts.items() for k, g in part.grads.items()}
+    worst = max(np.abs(grads[k] - p.grad.numpy()).max() for k, p in theirs.named_parameters())
+    assert out < 1e-13 and worst < 1e-12 and np.abs(dx - tx.grad.numpy()).max() < 1e-12, (out, worst)
