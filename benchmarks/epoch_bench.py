@@ -101,7 +101,8 @@ def trainer_args(model_argv, batch_size=None):
     parser = model_parser()
     user, given = flags.parse_args(parser, model_argv), flags.explicit(parser, model_argv)
     shaped = given & {"preset", "channels", "kernel_size", "hidden", "batch_norm", "width", "depth", "steps"}  # named
-    base = [] if shaped else ["--preset", {"mlp": "default", "cnn": "cnn"}.get(user.model, "lstm")]
+    preset = {"mlp": "default", "cnn": "cnn", "vit": None}.get(user.model, "lstm")
+    base = [] if shaped or preset is None else ["--preset", preset]
     base += ["--dropout", "0", "--weight-decay", "0"]
     if "optimizer" not in given:
         base += ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.01"]

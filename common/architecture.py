@@ -135,7 +135,31 @@ class Recurrent:
         return f"{self.cell.upper()}: {layers} of {a.width} units over the image's 28 {a.steps}{norm}; dense {dense}"
 
 
-KINDS = {"mlp": MLP(), "cnn": CNN(), **{cell: Recurrent(cell) for cell in CELLS}}
+class ViT:
+    """A Vision Transformer: the image cut into (28 / patch)^2 patches, each embedded into --width features, a class
+    token and position embeddings, --depth pre-norm encoder blocks (--heads heads, an MLP of --mlp-ratio x width),
+    a final layer norm; the class token's features go to the dense head."""
+    flags = ("width", "depth", "patch", "heads", "mlp_ratio")
+    defaults = {"width": 64, "depth": 2, "patch": 7, "heads": 4, "mlp_ratio": 2, "hidden": ()}
+
+    def products(self, a):
+        t, d, m = 1 + (28 // a.patch) ** 2, a.width, a.mlp_ratio * a.width
+        block = t * 3 * d * d + 2 * t * t * d + t * d * d + 2 * t * d * m  # q, k, v; scores and A v; out; the MLP
+        return [((t - 1) * a.patch ** 2 * d, 0)] + [(block, block)] * a.depth
+
+    def features(self, a):
+        return a.width
+
+    def params(self, a):
+        t, d, m = 1 + (28 // a.patch) ** 2, a.width, a.mlp_ratio * a.width
+        return a.patch ** 2 * d + d + d + t * d + a.depth * (4 * d * d + 4 * d + 2 * d * m + m + d + 4 * d) + 2 * d
+
+    def describe(self, a, norm, dense):
+        return (f"ViT: {a.patch}x{a.patch} patches, {a.depth} blocks of width {a.width}, {a.heads} heads, MLP "
+                f"{a.mlp_ratio}x{norm}; dense {dense}")
+
+
+KINDS = {"mlp": MLP(), "cnn": CNN(), **{cell: Recurrent(cell) for cell in CELLS}, "vit": ViT()}
 
 
 def kind(args):
@@ -195,6 +219,8 @@ def misplaced(args, given) -> str | None:
     for flag, models in ONLY_FOR.items():
         if flag in given and args.model not in models:
             return f"--{flag.replace('_', '-')} applies to --model {kinds(models)}, not {args.model}"
+    if args.model == "vit" and args.batch_norm not in (None, "dense"):
+        return f"--batch-norm {args.batch_norm}: a ViT's tokens have layer norm; use --batch-norm dense (the dense layers)"
     if args.batch_norm == "features" and args.model == "mlp":
         return "--batch-norm features applies to a model with layers of its own before the dense ones (cnn, rnn, " \
                "lstm, gru), not mlp; use --batch-norm dense"

@@ -111,8 +111,8 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
                    help="decay factor for --schedule step (default: %(default)s)")
     p.add_argument("--model", choices=list(KINDS), default="mlp",
                    help="mlp: fully connected; cnn: convolution blocks, then fully connected; rnn, lstm, gru: the image "
-                        "read as a sequence by a tanh RNN, an LSTM or a GRU, its last state then fully connected "
-                        "(default: %(default)s)")
+                        "read as a sequence by a tanh RNN, an LSTM or a GRU, its last state then fully connected; vit: "
+                        "a Vision Transformer (default: %(default)s)")
     p.add_argument("--channels", type=sizes, help="cnn: output channels of each block (k x k convolution, batch norm "
                                                   "with --batch-norm all, activation, 2x2 max pooling) (default: 32,64)")
     p.add_argument("--kernel-size", type=sizes, help="cnn: convolution kernel side, one for every block or one per "
@@ -120,9 +120,13 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--padding", choices=PADDINGS, default="same",
                    help="cnn: same pads each convolution's input by k // 2 (28x28 stays 28x28), valid not at all "
                         "(28x28 -> 24x24 for 5x5) (default: %(default)s)")
-    p.add_argument("--width", type=number(int, 1), help="rnn, lstm, gru: units of each recurrent layer (default: 128)")
-    p.add_argument("--depth", type=number(int, 1), help="rnn, lstm, gru: recurrent layers stacked, each reading the "
-                                                        "states of the one below (default: 1)")
+    p.add_argument("--width", type=number(int, 1), help="rnn, lstm, gru: units of each recurrent layer (default: 128); "
+                                                        "vit: features of each token (default: 64)")
+    p.add_argument("--depth", type=number(int, 1), help="rnn, lstm, gru: recurrent layers stacked (default: 1); vit: "
+                                                        "encoder blocks (default: 2)")
+    p.add_argument("--patch", type=int, choices=[1, 2, 4, 7, 14, 28], help="vit: patch side (default: 7)")
+    p.add_argument("--heads", type=number(int, 1), help="vit: attention heads, dividing --width (default: 4)")
+    p.add_argument("--mlp-ratio", type=number(int, 1), help="vit: each block's MLP width over --width (default: 2)")
     p.add_argument("--steps", choices=STEPS, help="rnn, lstm, gru: the time steps, the image's 28 rows (top to bottom) "
                                                   "or its 28 columns (left to right) (default: rows)")
     p.add_argument("--batch-norm", nargs="?", const="all", choices=BATCH_NORMS,
@@ -229,6 +233,8 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
             check_blocks(args)
         except ValueError as e:
             parser.error(str(e))
+    if args.model == "vit" and args.width % args.heads:
+        parser.error(f"--width {args.width} does not split into --heads {args.heads}; use a width the heads divide")
     if args.nesterov and (args.optimizer != "sgd" or args.momentum == 0):
         parser.error("--nesterov needs --optimizer sgd and --momentum > 0")
     if args.weight_decay is None:

@@ -46,8 +46,35 @@ def recurrent_state(rng, cell, n_in, width, depth, dtype) -> dict:
     return state
 
 
+def vit_state(rng, patch, width, depth, mlp_ratio, dtype) -> dict:
+    """A Vision Transformer's own weights as torch initializes its modules, drawn in forward order: the patch embedding
+    (nn.Linear's uniform), class token and position embeddings (normal, std 0.02, as ViTs start them), then each
+    block: nn.MultiheadAttention's (in_proj Xavier-uniform, out_proj nn.Linear's, biases 0), nn.Linear's for the MLP,
+    layer norms 1 and 0; the final layer norm."""
+    d, m, tokens = width, mlp_ratio * width, 1 + (28 // patch) ** 2
+
+    def linear(name, n_in, n_out):
+        bound = 1 / np.sqrt(n_in)
+        weight = rng.uniform(-bound, bound, (n_out, n_in))
+        return {f"{name}.weight": weight, f"{name}.bias": rng.uniform(-bound, bound, n_out)}
+
+    def norm(name):
+        return {f"{name}.weight": np.ones(d), f"{name}.bias": np.zeros(d)}
+    state = {**linear("tokens.proj", patch * patch, d), "tokens.cls_token": rng.normal(0, 0.02, (1, 1, d)),
+             "tokens.pos_embed": rng.normal(0, 0.02, (1, tokens, d))}
+    for i in range(1, depth + 1):
+        b, bound = f"block{i}", np.sqrt(6 / (d + 3 * d))
+        state.update({f"{b}.self_attn.in_proj_weight": rng.uniform(-bound, bound, (3 * d, d)),
+                      f"{b}.self_attn.in_proj_bias": np.zeros(3 * d),
+                      f"{b}.self_attn.out_proj.weight": linear("o", d, d)["o.weight"],
+                      f"{b}.self_attn.out_proj.bias": np.zeros(d),
+                      **linear(f"{b}.linear1", d, m), **linear(f"{b}.linear2", m, d), **norm(f"{b}.norm1"),
+                      **norm(f"{b}.norm2")})
+    return {k: v.astype(dtype) for k, v in {**state, **norm("norm")}.items()}
+
+
 def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, init="he", dtype=np.float32,
-                    n_in=784, n_out=10, padding="same", recurrent=None) -> dict:
+                    n_in=784, n_out=10, padding="same", recurrent=None, vit=None) -> dict:
     """The state_dict a network starts from, drawn from rng layer by layer in forward order: the convolutions
     (channels, kernel_size one side for all or one per block; none for an MLP) or the recurrent layers (recurrent:
     (cell, width, depth), reading n_in features a step), then the fully connected layers. A layer that batch norm
@@ -59,6 +86,9 @@ def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, i
         if conv_bn:
             state.update(batch_norm_state(f"{cell}_bn", width, dtype))
         n_in = width
+    if vit:  # (patch, width, depth, mlp_ratio)
+        state.update(vit_state(rng, *vit, dtype))
+        n_in = vit[1]
     for i, (c, k) in enumerate(zip(channels or (), per_block(kernel_size, channels or ())), start=1):
         W, b = init_weight(c_in * k ** 2, c, rng, init, dtype)  # fan-in C*k*k, as torch counts it
         state[f"conv{i}.weight"] = np.ascontiguousarray(W.T).reshape(c, c_in, k, k)
@@ -78,6 +108,7 @@ def initial_weights(rng, hidden, channels=(), kernel_size=3, batch_norm=False, i
 def for_flags(args) -> dict:
     """initial_weights() of the network these flags describe, drawn from --seed."""
     recurrent = (args.model, args.width, args.depth) if args.model in CELLS else None
+    vit = (args.patch, args.width, args.depth, args.mlp_ratio) if args.model == "vit" else None
     return initial_weights(np.random.default_rng(args.seed), args.hidden, args.channels or (), args.kernel_size or 3,
                            args.batch_norm, args.init, np.dtype(args.dtype), n_in=28 if recurrent else 784,
-                           padding=args.padding, recurrent=recurrent)
+                           padding=args.padding, recurrent=recurrent, vit=vit)

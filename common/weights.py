@@ -17,8 +17,8 @@ from common.files import atomic_path, jsonable
 FORMAT = "mnist-twins"
 # The flags that decide which tensors a model has and what they hold: a model file records them, and
 # --evaluate takes them from it (a flag that says otherwise is refused).
-ARCHITECTURE = ("model", "hidden", "channels", "kernel_size", "padding", "width", "depth", "steps", "batch_norm",
-                "activation", "dtype")
+ARCHITECTURE = ("model", "hidden", "channels", "kernel_size", "padding", "width", "depth", "steps", "patch", "heads",
+                "mlp_ratio", "batch_norm", "activation", "dtype")
 
 
 def dtype_name(a) -> str:

@@ -168,6 +168,19 @@ class Tokens:
     torch_layout, state_dict, load_state_dict = LayerNorm.torch_layout, LayerNorm.state_dict, LayerNorm.load_state_dict
 
 
+class ClassToken:
+    """(N, 1 + T, d) -> (N, d): the class token's features, what the dense head reads; the others' gradient is 0."""
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x[:, 0]
+
+    def backward(self, dout, need_dx=True):
+        dx = np.zeros(self.shape, dout.dtype)
+        dx[:, 0] = dout
+        return dx
+
+
 class EncoderBlock:
     """nn.TransformerEncoderLayer(d, heads, mlp * d, dropout=0, GELU, batch_first=True, norm_first=True), pre-norm:
     h = x + SelfAttention(norm1(x)); y = h + linear2(GELU(linear1(norm2(h)))). Backward, the residuals' gradients

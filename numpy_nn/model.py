@@ -4,7 +4,7 @@ import numpy as np
 from common.architecture import CELLS as RECURRENT_CELLS, feature_side, norms_at, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
-from numpy_nn import conv, fast_block, fast_norm, fast_recurrent, layers as plain, norm, recurrent
+from numpy_nn import attention, conv, fast_block, fast_norm, fast_recurrent, layers as plain, norm, recurrent
 from numpy_nn.layers import Dropout, Flatten
 
 # --kernels: the module a model's batch norms come from, and whether a CNN's blocks are its reference layers one
@@ -197,12 +197,33 @@ class RecurrentNet(Sequential):
         self.mask_rng = mask_rng
 
 
+class ViT(Sequential):
+    """(N, 784) -> tokens (patches embedded, class token, positions) -> depth pre-norm encoder blocks -> layer norm ->
+    the class token's features -> hidden layers -> 10."""
+
+    def __init__(self, patch=7, width=64, depth=2, heads=4, mlp_ratio=2, hidden=(), activation="relu", dropout=0.0,
+                 batch_norm=None, init="he", seed=0, dtype=np.float32, n_out=10, xp=np):
+        rng, mask_rng = generators(seed, xp)
+        layers = {"tokens": attention.Tokens(patch, width, dtype, xp)}
+        for i in range(1, depth + 1):
+            layers[f"block{i}"] = attention.EncoderBlock(f"block{i}", width, heads, mlp_ratio, dtype, xp)
+        layers.update({"norm": attention.LayerNorm(width, dtype=dtype, xp=xp), "cls": attention.ClassToken()})
+        layers.update(dense([width, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp, "fast"))
+        super().__init__(layers)
+        self.load_state_dict(initial_weights(rng, hidden, batch_norm=batch_norm, init=init, dtype=dtype, n_out=n_out,
+                                             vit=(patch, width, depth, mlp_ratio)))
+        self.mask_rng = mask_rng
+
+
 def build(args, xp=np):
     """The network these flags describe, its initial weights drawn from --seed."""
     dtype, kernels = np.dtype(args.dtype), getattr(args, "kernels", "fast")
     if args.model == "cnn":
         return CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm,
                    args.init, args.seed, dtype, xp=xp, kernels=kernels, padding=args.padding)
+    if args.model == "vit":
+        return ViT(args.patch, args.width, args.depth, args.heads, args.mlp_ratio, args.hidden, args.activation,
+                   args.dropout, args.batch_norm, args.init, args.seed, dtype, xp=xp)
     if args.model in RECURRENT_CELLS:
         return RecurrentNet(args.model, args.width, args.depth, args.steps, args.hidden, args.activation, args.dropout,
                             args.batch_norm, args.init, args.seed, dtype, xp=xp, kernels=kernels,

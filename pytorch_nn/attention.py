@@ -25,3 +25,10 @@ class Tokens(nn.Module):
         patches = x.reshape(n, s, p, s, p).transpose(2, 3).reshape(n, s * s, p * p)
         embedded = self.proj(patches)
         return torch.cat([self.cls_token.expand(n, -1, -1), embedded], dim=1) + self.pos_embed
+
+
+class ClassToken(nn.Module):
+    """The class token's features: (N, 1 + T, d) -> (N, d)."""
+
+    def forward(self, x):
+        return x[:, 0]

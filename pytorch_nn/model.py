@@ -1,5 +1,6 @@
 """The networks as nn.Sequential with numpy_nn's layer names, started from the initial weights both twins load."""
 from collections import OrderedDict
+from functools import partial
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from common.architecture import feature_side, norms_at, pad, per_block
 from pytorch_nn.conv import Conv2d, MaxPool2d
 from pytorch_nn.layers import ACTIVATIONS, Dropout, Flatten, Linear
 from pytorch_nn.norm import BatchNorm1d, BatchNorm2d
+from pytorch_nn.attention import ClassToken, Tokens
 from pytorch_nn.recurrent import CELLS, Sequence
 
 
@@ -65,6 +67,19 @@ class RecurrentNet(nn.Sequential):
         super().__init__(OrderedDict(layers))
 
 
+class ViT(nn.Sequential):
+    def __init__(self, patch=7, width=64, depth=2, heads=4, mlp_ratio=2, hidden=(), activation="relu", dropout=0.0,
+                 batch_norm=None, n_out=10):
+        gelu = partial(nn.functional.gelu, approximate="tanh")  # numpy_nn's GELU (numpy_nn/attention.py says why)
+        layers = {"tokens": Tokens(patch, width)}
+        for i in range(1, depth + 1):
+            layers[f"block{i}"] = nn.TransformerEncoderLayer(width, heads, mlp_ratio * width, dropout=0.0,
+                                                             activation=gelu, batch_first=True, norm_first=True)
+        layers.update({"norm": nn.LayerNorm(width), "cls": ClassToken()})
+        layers.update(dense([width, *hidden, n_out], activation, dropout, batch_norm))
+        super().__init__(OrderedDict(layers))
+
+
 def tensors(arrays: dict) -> dict:
     """NumPy arrays (numpy_nn's state_dict(), a weights file) -> a torch state_dict."""
     return {k: torch.from_numpy(np.asarray(v, order="C")) for k, v in arrays.items()}
@@ -76,6 +91,9 @@ def build(args):
     if args.model == "cnn":
         model = CNN(args.channels, args.kernel_size, args.hidden, args.activation, args.dropout, args.batch_norm,
                     padding=args.padding)
+    elif args.model == "vit":
+        model = ViT(args.patch, args.width, args.depth, args.heads, args.mlp_ratio, args.hidden, args.activation,
+                    args.dropout, args.batch_norm)
     elif args.model in CELLS:
         model = RecurrentNet(args.model, args.width, args.depth, args.steps, args.hidden, args.activation, args.dropout,
                              args.batch_norm, input_dropout=args.input_dropout)

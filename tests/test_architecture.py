@@ -14,6 +14,8 @@ NETWORKS = {
     "rnn": ["--model", "rnn", "--width", "20", "--hidden", "16"],
     "lstm": ["--model", "lstm", "--width", "20", "--depth", "2", "--batch-norm", "features"],
     "gru": ["--model", "gru", "--width", "20", "--steps", "columns", "--batch-norm", "--hidden", "12"],
+    "vit": ["--model", "vit", "--width", "16", "--depth", "2", "--heads", "2", "--patch", "4", "--hidden", "12",
+            "--batch-norm", "dense"],
 }
 
 

@@ -150,3 +150,32 @@ def test_encoder_block_equals_transformer_encoder_layer():
     grads = {prefixes[name] + k: g for name, part in ours.parts.items() for k, g in part.grads.items()}
     worst = max(np.abs(grads[k] - p.grad.numpy()).max() for k, p in theirs.named_parameters())
     assert out < 1e-13 and worst < 1e-12 and np.abs(dx - tx.grad.numpy()).max() < 1e-12, (out, worst)
+
+
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_vit_twins_step_by_step(kernels, mnist64):
+    """--model vit in both twins from the same weights on the same batches: 128 steps of AdamW in float64, every loss
+    within 1e-9 relative, every final tensor within 1e-8 (tests/test_parity.py's check)."""
+    import numpy_nn.train
+    import pytorch_nn.train
+    from test_parity import assert_lockstep, losses_and_weights, make_args, with_steps
+    args = with_steps(make_args(["--model", "vit", "--width", "16", "--depth", "2", "--heads", "2", "--hidden", "16",
+                                 "--optimizer", "adamw", "--lr", "3e-3", "--weight-decay", "0.05"]), mnist64)
+    args.kernels = kernels
+    weights = assert_lockstep("vit", losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args),
+                              losses_and_weights(pytorch_nn.train.Trainer(args), mnist64, args))
+    assert weights["tokens.pos_embed"].shape == (1, 17, 16) and "block2.self_attn.in_proj_weight" in weights
+
+
+def test_a_vit_model_file_brings_its_shape(mnist_dir, tmp_path, capsys):
+    """A ViT trained by numpy_nn's train.py, scored by pytorch_nn's from the file alone: patch, width, depth, heads and
+    MLP ratio come from its record."""
+    import numpy_nn.train
+    import pytorch_nn.train
+    from conftest import run_train
+    argv = ["--limit-train", "500", "--val-size", "100", "--epochs", "1", "--threads", "1", "--model", "vit", "--width",
+            "12", "--heads", "3", "--patch", "4", "--mlp-ratio", "3", "--save-model", "--out", str(tmp_path)]
+    code, history = run_train(numpy_nn.train, argv, mnist_dir)
+    capsys.readouterr()
+    assert code == 0 and run_train(pytorch_nn.train, ["--evaluate", str(tmp_path / "model.safetensors")], mnist_dir)[0] == 0
+    assert f"accuracy {history['test_acc']:.2%}" in capsys.readouterr().out

@@ -116,14 +116,19 @@ def test_preset_supplies_every_value_that_flags_do_not_override(name):
     (["--optimizer", "sgd", "--betas", "0.7,0.9"], "--betas applies to --optimizer adam or adamw, not sgd"),
     (["--optimizer", "adam", "--betas", "0.7"], "expected two numbers in [0, 1)"),
     (["--warmup", "0.2"], "--warmup applies to --schedule onecycle, not cosine"),
-    (["--width", "64"], "--width applies to --model rnn, lstm or gru, not mlp"),
-    (["--model", "cnn", "--depth", "2"], "--depth applies to --model rnn, lstm or gru, not cnn"),
+    (["--width", "64"], "--width applies to --model rnn, lstm, gru or vit, not mlp"),
+    (["--model", "cnn", "--depth", "2"], "--depth applies to --model rnn, lstm, gru or vit, not cnn"),
     (["--model", "lstm", "--channels", "8"], "--channels applies to --model cnn, not lstm"),
     (["--model", "rnn", "--width", "0"], "--width: 0 is out of range; must be >= 1"),
     (["--model", "lstm", "--steps", "diagonals"], "invalid choice: 'diagonals'"),
     (["--batch-norm", "features"], "--batch-norm features applies to a model with layers of its own"),
     (["--optimizer", "adadelta", "--betas", "0.7,0.9"], "--betas applies to --optimizer adam or adamw, not adadelta"),
     (["--clip-norm", "0"], "--clip-norm: 0 is out of range"),
+    (["--model", "vit", "--width", "30", "--heads", "4"], "--width 30 does not split into --heads 4"),
+    (["--model", "vit", "--patch", "5"], "argument --patch: invalid choice: 5"),
+    (["--heads", "2"], "--heads applies to --model vit, not mlp"),
+    (["--model", "vit", "--batch-norm"], "--batch-norm all: a ViT's tokens have layer norm"),
+    (["--model", "lstm", "--patch", "7"], "--patch applies to --model vit, not lstm"),
 ])
 def test_flags_that_do_not_fit_the_model(argv, message, mnist_dir, capsys):
     with pytest.raises(SystemExit) as e:
