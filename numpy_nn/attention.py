@@ -10,7 +10,21 @@ keeps what backward needs, backward assigns the grads and returns dx). Weights i
 import numpy as np
 
 
-class LayerNorm:
+class TorchNamed:
+    """A layer whose params already carry torch's names and layouts: its state_dict is its params."""
+
+    def torch_layout(self, t):
+        return dict(t)
+
+    def state_dict(self):
+        return dict(self.params)
+
+    def load_state_dict(self, d):
+        for name, p in self.params.items():
+            p[...] = self.xp.asarray(d[name])
+
+
+class LayerNorm(TorchNamed):
     """nn.LayerNorm(d): each row normalized by its own mean and (biased) variance, then scaled and shifted.
     Backward, with xhat and 1/sigma kept: dxhat = dy * weight;
     dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sigma."""
@@ -37,16 +51,6 @@ class LayerNorm:
         return self.rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
                             - self.xhat * (dxhat * self.xhat).mean(axis=-1, keepdims=True))
 
-    def torch_layout(self, t):
-        return dict(t)
-
-    def state_dict(self):
-        return dict(self.params)
-
-    def load_state_dict(self, d):
-        for name, p in self.params.items():
-            p[...] = self.xp.asarray(d[name])
-
 
 class GELU:
     """nn.GELU(approximate="tanh"): y = x/2 (1 + t), t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3);
@@ -64,7 +68,7 @@ class GELU:
         return dout * (0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * self.C * (1 + 3 * 0.044715 * x ** 2))
 
 
-class SelfAttention:
+class SelfAttention(TorchNamed):
     """nn.MultiheadAttention(d, heads, batch_first=True) with the sequence attending to itself, no mask, no dropout.
     x: (N, T, d). The heads are reshapes: (N, T, d) -> (N, heads, T, d / heads) and back. Backward through the softmax
     in one line: dscores = A * (dA - sum(dA * A, over the keys))."""
@@ -110,10 +114,8 @@ class SelfAttention:
         g["in_proj_bias"][...] = dqkv.reshape(-1, 3 * d).sum(axis=0)
         return dqkv @ p["in_proj_weight"] if need_dx else None
 
-    torch_layout, state_dict, load_state_dict = LayerNorm.torch_layout, LayerNorm.state_dict, LayerNorm.load_state_dict
 
-
-class Dense:
+class Dense(TorchNamed):
     """nn.Linear over the last axis of any shape: y = x weight^T + bias, weight (out, in) as torch keeps it."""
 
     def __init__(self, n_in, n_out, dtype=np.float32, xp=np):
@@ -131,10 +133,8 @@ class Dense:
         self.grads["bias"][...] = rows.sum(axis=0)
         return dout @ self.params["weight"] if need_dx else None
 
-    torch_layout, state_dict, load_state_dict = LayerNorm.torch_layout, LayerNorm.state_dict, LayerNorm.load_state_dict
 
-
-class Tokens:
+class Tokens(TorchNamed):
     """(N, 784) image -> (N, 1 + T, d) tokens: cut into T = (28 / patch)^2 patches of patch x patch pixels (row by row),
     each embedded by one linear map (proj: patches proj.weight^T + proj.bias), a learned class token put first,
     learned position embeddings added to every token."""
@@ -164,8 +164,6 @@ class Tokens:
             return None
         dpatches = dout[:, 1:] @ self.params["proj.weight"]
         return dpatches.reshape(n, s, s, p, p).transpose(0, 1, 3, 2, 4).reshape(n, 784)
-
-    torch_layout, state_dict, load_state_dict = LayerNorm.torch_layout, LayerNorm.state_dict, LayerNorm.load_state_dict
 
 
 class ClassToken:

@@ -50,11 +50,30 @@ class SGD:
             p -= self.lr * g
 
 
-class Adam:
+class Averages:
+    """What Adam and Adadelta share: two running averages per parameter, saved as torch.optim saves them. AVERAGES
+    pairs each with its torch name: (torch's name, this optimizer's attribute)."""
+
+    def state_dict(self):
+        return {f"{key}.{k}": v for key, attr in self.AVERAGES for k, v in getattr(self, attr).items()}, {"step": self.t}
+
+    def load_state_dict(self, arrays, numbers):
+        """Refuses a state without its step count or without both averages of every parameter."""
+        missing = [f"{key}.{name}" for name in self.params for key, _ in self.AVERAGES if f"{key}.{name}" not in arrays]
+        if missing or "step" not in numbers:
+            raise ValueError(f"the optimizer's state lacks {', '.join(missing or ['its step count'])}")
+        self.t = numbers["step"]
+        for key, attr in self.AVERAGES:
+            for name in self.params:
+                getattr(self, attr)[name][...] = self.xp.asarray(arrays[f"{key}.{name}"])
+
+
+class Adam(Averages):
     """torch.optim.Adam, or AdamW with decoupled=True (decay the weights, not the gradient).
 
     m += (1-b1)(g - m);  v = b2 v + (1-b2) g^2;  p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
     """
+    AVERAGES = (("exp_avg", "m"), ("exp_avg_sq", "v"))
 
     def __init__(self, params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
         self.params, self.grads = params, grads
@@ -65,20 +84,6 @@ class Adam:
         self.m = {name: self.xp.zeros_like(p) for name, p in params.items()}
         self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}
         self.tmp = {name: self.xp.empty_like(p) for name, p in params.items()}  # scratch: no allocation per step
-
-    def state_dict(self):
-        moments = {**{f"exp_avg.{k}": v for k, v in self.m.items()}, **{f"exp_avg_sq.{k}": v for k, v in self.v.items()}}
-        return moments, {"step": self.t}
-
-    def load_state_dict(self, arrays, numbers):
-        """Refuses a state without its step count or without both moments of every parameter."""
-        missing = [k for name in self.params for k in (f"exp_avg.{name}", f"exp_avg_sq.{name}") if k not in arrays]
-        if missing or "step" not in numbers:
-            raise ValueError(f"the optimizer's state lacks {', '.join(missing or ['its step count'])}")
-        self.t = numbers["step"]
-        for name in self.params:
-            self.m[name][...] = self.xp.asarray(arrays[f"exp_avg.{name}"])
-            self.v[name][...] = self.xp.asarray(arrays[f"exp_avg_sq.{name}"])
 
     def step(self):
         self.t += 1
@@ -108,9 +113,10 @@ class Adam:
             p -= tmp
 
 
-class Adadelta:
+class Adadelta(Averages):
     """torch.optim.Adadelta (Zeiler 2012): g = grad + wd*p;  v = rho v + (1-rho) g^2;
     delta = sqrt(u + eps) / sqrt(v + eps) * g;  u = rho u + (1-rho) delta^2;  p -= lr * delta."""
+    AVERAGES = (("square_avg", "v"), ("acc_delta", "u"))
 
     def __init__(self, params, grads, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
         self.params, self.grads = params, grads
@@ -120,20 +126,6 @@ class Adadelta:
         self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}  # torch's square_avg
         self.u = {name: self.xp.zeros_like(p) for name, p in params.items()}  # torch's acc_delta
         self.tmp = {name: self.xp.empty_like(p) for name, p in params.items()}
-
-    def state_dict(self):
-        return {**{f"square_avg.{k}": v for k, v in self.v.items()},
-                **{f"acc_delta.{k}": u for k, u in self.u.items()}}, {"step": self.t}
-
-    def load_state_dict(self, arrays, numbers):
-        """Refuses a state without its step count or without both averages of every parameter."""
-        missing = [k for name in self.params for k in (f"square_avg.{name}", f"acc_delta.{name}") if k not in arrays]
-        if missing or "step" not in numbers:
-            raise ValueError(f"the optimizer's state lacks {', '.join(missing or ['its step count'])}")
-        self.t = numbers["step"]
-        for name in self.params:
-            self.v[name][...] = self.xp.asarray(arrays[f"square_avg.{name}"])
-            self.u[name][...] = self.xp.asarray(arrays[f"acc_delta.{name}"])
 
     def step(self):
         self.t += 1

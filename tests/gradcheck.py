@@ -12,17 +12,21 @@ def rel_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(1e-300, np.linalg.norm(a) + np.linalg.norm(b)))
 
 
+def numerical_grad_at(f, x, index, h=1e-6) -> float:
+    """The central difference of the scalar f() with respect to x[index], perturbing x in place and restoring it."""
+    old = x[index]
+    x[index] = old + h
+    fp = f()
+    x[index] = old - h
+    fm = f()
+    x[index] = old
+    return (fp - fm) / (2 * h)
+
+
 def numerical_grad(f, x, h=1e-6):
-    """Central differences of the scalar f() with respect to x, perturbing x in place."""
+    """Central differences of the scalar f() with respect to every entry of x."""
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"])
     for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + h
-        fp = f()
-        x[i] = old - h
-        fm = f()
-        x[i] = old
-        grad[i] = (fp - fm) / (2 * h)
+        grad[it.multi_index] = numerical_grad_at(f, x, it.multi_index, h)
     return grad

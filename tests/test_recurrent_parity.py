@@ -1,8 +1,6 @@
 """The recurrent twins are one network: numpy_nn's RNN, LSTM and GRU layers (backpropagation through time written
 out) against nn.RNN, nn.LSTM and nn.GRU, step by step from the same weights on the same batches (float64), with the
 gradients clipped on some steps; through both train.py CLIs; by weight interchange on the test set."""
-import json
-
 import numpy as np
 import pytest
 
@@ -67,21 +65,12 @@ def test_recurrent_weight_interchange(model, mnist_dir):
 def test_recurrent_run_interrupted_then_resumed_equals_uninterrupted(impl, mnist_dir, tmp_path, monkeypatch):
     """A stacked GRU with Adadelta and clipping, Ctrl-C in its second epoch, resumed from its checkpoint: the same
     history and the same final weights as a run never interrupted (Adadelta's two averages travelled)."""
-    from safetensors.numpy import load_file
-    from test_survival import TRAINERS, comparable, signal_at_step
-    module = TRAINERS[impl]
+    from test_survival import TRAINERS, assert_cut_and_resumed_equals_straight
     argv = ["--limit-train", "640", "--val-size", "500", "--epochs", "2", "--threads", "1", "--model", "gru",
             "--width", "16", "--depth", "2", "--steps", "columns", "--optimizer", "adadelta", "--lr", "1",
-            "--clip-norm", "1", "--save-model"]
-    assert run_train(module, [*argv, "--out", str(tmp_path / "straight")], mnist_dir)[0] == 0
-    with monkeypatch.context() as m:
-        signal_at_step(m, module, 13)  # epoch 2 of 10 steps, under way
-        assert run_train(module, [*argv, "--out", str(tmp_path / "cut")], mnist_dir)[0] == 130
-    code, resumed = run_train(module, ["--resume", str(tmp_path / "cut")], mnist_dir)
-    straight = json.loads((tmp_path / "straight" / "history.json").read_text())
-    assert code == 0 and comparable(resumed) == comparable(straight)
-    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
-    assert all(np.array_equal(a[k], b[k]) for k in a) and "gru.weight_hh_l1" in a
+            "--clip-norm", "1"]
+    assert "gru.weight_hh_l1" in assert_cut_and_resumed_equals_straight(TRAINERS[impl], argv, mnist_dir, tmp_path,
+                                                                       monkeypatch)
 
 
 @pytest.mark.parametrize("source, reader", [("numpy", "pytorch"), ("pytorch", "numpy")])
