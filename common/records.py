@@ -83,3 +83,6 @@ def adopt(parser: argparse.ArgumentParser, recorded: dict, args, given: set, key
         except ValueError as e:
             raise RunError(f"{source}: records --model cnn with {recorded_blocks}, which make no network ({e}); the "
                            f"file is damaged") from None
+    if args.model == "vit" and args.width and args.heads and args.width % args.heads:
+        raise RunError(f"{source}: records --model vit with --width {args.width} and --heads {args.heads}, which do "
+                       f"not divide; the file is damaged")

@@ -177,5 +177,28 @@ def test_a_vit_model_file_brings_its_shape(mnist_dir, tmp_path, capsys):
             "12", "--heads", "3", "--patch", "4", "--mlp-ratio", "3", "--save-model", "--out", str(tmp_path)]
     code, history = run_train(numpy_nn.train, argv, mnist_dir)
     capsys.readouterr()
-    assert code == 0 and run_train(pytorch_nn.train, ["--evaluate", str(tmp_path / "model.safetensors")], mnist_dir)[0] == 0
+    path = str(tmp_path / "model.safetensors")
+    assert code == 0 and run_train(pytorch_nn.train, ["--evaluate", path], mnist_dir)[0] == 0
     assert f"accuracy {history['test_acc']:.2%}" in capsys.readouterr().out
+
+
+def test_a_vit_file_whose_width_the_heads_do_not_divide_is_refused_in_one_line(mnist_dir, tmp_path, capsys):
+    """A model file's record goes through the command line's checks: heads that do not divide the width (a damaged or
+    foreign record) end in one line, not in a traceback from the attention layer."""
+    import json
+    import numpy_nn.train
+    from conftest import run_train
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+    argv = ["--limit-train", "200", "--val-size", "100", "--epochs", "1", "--threads", "1", "--model", "vit", "--width",
+            "8", "--heads", "2", "--save-model", "--out", str(tmp_path)]
+    assert run_train(numpy_nn.train, argv, mnist_dir)[0] == 0
+    with safe_open(str(tmp_path / "model.safetensors"), framework="numpy") as f:
+        meta = f.metadata()
+    config = {**json.loads(meta["config"]), "heads": 3}
+    save_file(load_file(tmp_path / "model.safetensors"), tmp_path / "bad.safetensors",
+              {**meta, "config": json.dumps(config)})
+    capsys.readouterr()
+    assert run_train(numpy_nn.train, ["--evaluate", str(tmp_path / "bad.safetensors")], mnist_dir)[0] == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--width 8 and --heads 3, which do not divide" in err[0], err
