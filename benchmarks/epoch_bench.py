@@ -3,7 +3,8 @@ twin against bare loops of the same math (benchmarks/bare.py).
 
     python benchmarks/epoch_bench.py [--batch-sizes 64,512] [--repeats 5] [--compile] [--memory] [--json]
                                      [any model flag of train.py: --model cnn --channels 24,32 --hidden 256,
-                                      --preset cnn, --optimizer adam, --kernels reference, --threads N, ...]
+                                      --preset cnn, --optimizer adam, --kernels reference, --threads N,
+                                      --device cuda (the twins on a GPU: pytorch_nn on CUDA, numpy_nn on CuPy)]
 
 The network: train.py's flags over this benchmark's defaults (the default preset's MLP, or the cnn preset's
 network with --model cnn, unless the flags name a preset or the layers; float32, dropout off, momentum SGD at
@@ -26,6 +27,7 @@ peak resident memory, one epoch in a process of its own. Speed is measured here,
 """
 import argparse
 import json
+import math
 import resource
 import shlex
 import statistics
@@ -50,6 +52,8 @@ def framework(module, data, args, **switches):
     for each of its epochs: a trainer sets them for the whole process when built, and the last one built would
     otherwise decide for all (two BLAS threads beside a replica process: three threads on two cores)."""
     args = argparse.Namespace(**{**vars(args), **switches})
+    if args.device == "cuda" and module is numpy_nn.train:
+        args.backend, args.processes = "cupy", 1  # numpy_nn's own math on the GPU, through CuPy
     trainer = module.Trainer(args)
     x, y = trainer.place(data.x_train, data.y_train)
     epoch = lambda e: loop.train_epoch(trainer, x, y, args, e)  # noqa: E731
@@ -85,6 +89,9 @@ def chosen(opts) -> list[str]:
     names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")
              and (n != "numpy_nn one process" or numpy_nn.replicas.count(trainer_args(opts.model_argv)) > 1)
              and (n != "numpy_nn reference" or opts.model in architecture.CELLS)]  # (a CNN's would take minutes)
+    if opts.device == "cuda":  # the twins alone: the bare loops and the processes are CPU variants
+        names = [n for n in names if n.startswith(("numpy_nn", "pytorch_nn")) and "process" not in n
+                 and "reference" not in n]
     return [n for n in names if "compiled" not in n or opts.compile]
 
 
@@ -97,7 +104,8 @@ def model_parser():
 
 
 def trainer_args(model_argv, batch_size=None):
-    """The flags of every variant: model_argv over the benchmark's defaults (above), on the CPU."""
+    """The flags of every variant: model_argv over the benchmark's defaults (above), on the CPU unless --device
+    cuda is among them."""
     parser = model_parser()
     user, given = flags.parse_args(parser, model_argv), flags.explicit(parser, model_argv)
     shaped = given & {"preset", "channels", "kernel_size", "hidden", "batch_norm", "width", "depth", "steps"}  # named
@@ -107,7 +115,8 @@ def trainer_args(model_argv, batch_size=None):
     if "optimizer" not in given:
         base += ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.01"]
     size = ["--batch-size", str(batch_size)] if batch_size else []
-    return flags.parse_args(parser, [*base, *model_argv, *size, "--quiet", "--device", "cpu"])
+    device = [] if "device" in given else ["--device", "cpu"]
+    return flags.parse_args(parser, [*base, *model_argv, *size, "--quiet", *device])
 
 
 def peak_memory(name, batch_size, opts) -> float:
@@ -120,11 +129,25 @@ def peak_memory(name, batch_size, opts) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def gpu_matmul_peak_gflops(n=8192, repeats=5) -> float:
+    """Best GFLOP/s of an n x n float32 matrix multiply on the GPU through torch (full float32, no TF32)."""
+    a = torch.randn(n, n, device="cuda")
+    best = math.inf
+    for _ in range(repeats + 1):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ a
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
 def run(opts):
     machine.keep_freed_memory()  # as the train.py processes do: every variant alike
     torch.set_num_threads(opts.threads)
     threadpool_limits(opts.threads)
-    rows, peak = [], machine.matmul_peak_gflops(opts.threads)
+    rows = []
+    peak = gpu_matmul_peak_gflops() if opts.device == "cuda" else machine.matmul_peak_gflops(opts.threads)
     for bs in opts.batch_sizes:
         args = trainer_args(opts.model_argv, bs)
         args.epochs = max(args.epochs, opts.repeats + 1)  # a schedule stepped per batch covers every timed step
@@ -160,7 +183,9 @@ def run(opts):
                 for r in batch_rows:
                     r["peak_mb"] = pool.submit(peak_memory, r["variant"], bs, opts).result()
         rows += batch_rows
-    return {"machine": machine.cpu_label(), "threads": opts.threads, "model": opts.model, "optimizer": opts.optimizer,
+    gpu = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}); " if opts.device == "cuda" else ""
+    return {"machine": gpu + machine.cpu_label(), "device": opts.device, "threads": opts.threads,
+            "model": opts.model, "optimizer": opts.optimizer,
             "processes": numpy_nn.replicas.count(trainer_args(opts.model_argv)),
             "flags": opts.model_argv, "command": opts.command,
             "matmul_peak_gflops": peak, "train_samples": len(data.x_train), "repeats": opts.repeats,
@@ -202,6 +227,11 @@ def main(argv=None):
     opts.command = "python benchmarks/epoch_bench.py " + shlex.join(a for a in argv if a != "--json")
     args = trainer_args(opts.model_argv)  # the model flags checked (one line on a bad one) before anything runs
     opts.model, opts.optimizer, opts.threads = args.model, args.optimizer, args.threads
+    opts.device = "cuda" if args.device == "cuda" else "cpu"
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda: torch.cuda.is_available() is False here; leave --device out to time the CPU",
+              file=sys.stderr)
+        return 1
     opts.batch_sizes = opts.batch_sizes or ([64, 512] if opts.model == "mlp" else [64, 128])
     try:
         result = run(opts)

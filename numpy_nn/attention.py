@@ -9,6 +9,8 @@ keeps what backward needs, backward assigns the grads and returns dx). Weights i
 """
 import numpy as np
 
+from numpy_nn.layers import array_module
+
 
 class TorchNamed:
     """A layer whose params already carry torch's names and layouts: its state_dict is its params."""
@@ -174,7 +176,7 @@ class ClassToken:
         return x[:, 0]
 
     def backward(self, dout, need_dx=True):
-        dx = np.zeros(self.shape, dout.dtype)
+        dx = array_module(dout).zeros(self.shape, dout.dtype)
         dx[:, 0] = dout
         return dx
 
