@@ -239,3 +239,9 @@ def fill_defaults(args, from_file=False) -> None:
     for flag, models in ONLY_FOR.items():
         if args.model not in models and flag not in ("padding",):
             setattr(args, flag, 0.0 if flag == "input_dropout" else None)
+
+
+def decayed(name: str, ndim: int) -> bool:
+    """Whether --decay matrices lets --weight-decay act on a parameter: the weight matrices and convolution kernels
+    (ndim >= 2), not biases, norms' scales and shifts, nor a ViT's class token and position embeddings (timm's rule)."""
+    return ndim >= 2 and name.rsplit(".", 1)[-1] not in ("cls_token", "pos_embed")

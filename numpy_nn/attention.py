@@ -7,6 +7,8 @@ keeps what backward needs, backward assigns the grads and returns dx). Weights i
     SelfAttention  q, k, v = split(x W_in^T + b_in); per head A = softmax(q k^T / sqrt(d_head));
                    y = (A v) W_out^T + b_out, the heads merged
 """
+import math
+
 import numpy as np
 
 from numpy_nn.layers import array_module
@@ -59,10 +61,10 @@ class GELU:
     dy/dx = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2). The tanh form, not the exact erf one: NumPy
     has no erf, and torch computes the tanh form when asked, so both twins compute the same function."""
 
-    C = np.sqrt(2 / np.pi)
+    C = math.sqrt(2 / math.pi)  # (a Python float: it keeps float32 arrays float32)
 
     def forward(self, x):
-        self.x, self.t = x, np.tanh(self.C * (x + 0.044715 * x ** 3))
+        self.x, self.t = x, np.tanh(self.C * (x + 0.044715 * x * x * x))  # (x ** 3 is NumPy's slow pow)
         return 0.5 * x * (1 + self.t)
 
     def backward(self, dout, need_dx=True):
@@ -94,7 +96,7 @@ class SelfAttention(TorchNamed):
     def forward(self, x):
         p, xp = self.params, self.xp
         q, k, v = (self.split(a) for a in xp.split(x @ p["in_proj_weight"].T + p["in_proj_bias"], 3, axis=-1))
-        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])     # (N, heads, T, T)
+        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])     # (N, heads, T, T)
         A = xp.exp(scores - scores.max(axis=-1, keepdims=True))
         A /= A.sum(axis=-1, keepdims=True)
         o = self.merge(A @ v)
@@ -109,7 +111,7 @@ class SelfAttention(TorchNamed):
         do = self.split(dout @ p["out_proj.weight"])
         dA = do @ self.v.transpose(0, 1, 3, 2)
         dv = self.A.transpose(0, 1, 3, 2) @ do
-        dscores = self.A * (dA - (dA * self.A).sum(axis=-1, keepdims=True)) / np.sqrt(self.q.shape[-1])
+        dscores = self.A * (dA - (dA * self.A).sum(axis=-1, keepdims=True)) / math.sqrt(self.q.shape[-1])
         dq, dk = dscores @ self.k, dscores.transpose(0, 1, 3, 2) @ self.q
         dqkv = xp.concatenate([self.merge(a) for a in (dq, dk, dv)], axis=-1)  # (N, T, 3d)
         g["in_proj_weight"][...] = dqkv.reshape(-1, 3 * d).T @ self.x.reshape(-1, d)

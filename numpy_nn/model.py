@@ -1,11 +1,11 @@
 """The networks as ordered lists of named layers: forward in order, backward in reverse."""
 import numpy as np
 
-from common.architecture import CELLS as RECURRENT_CELLS, feature_side, norms_at, pad, per_block
+from common.architecture import CELLS as RECURRENT_CELLS, decayed, feature_side, norms_at, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
 from numpy_nn import attention, conv, fast_block, fast_norm, fast_recurrent, layers as plain, norm, recurrent
-from numpy_nn.layers import Dropout, Flatten
+from numpy_nn.layers import Dropout, Flatten, array_module
 
 # --kernels: the module a model's batch norms come from, and whether a CNN's blocks are its reference layers one
 # after another (conv.py, norm.py: written to be read) or fast_block.ConvBlock, tested equal to them.
@@ -51,7 +51,16 @@ class Sequential:
             view[...] = v
             getattr(layer, attr)[k] = view
         names = [f"{name}.{k}" for name, layer in self.parts.items() for k in getattr(layer, attr, {})]
+        self.starts = dict(zip(names, offsets))  # (the same for params and grads: one layout)
         return flat, dict(zip(names, (getattr(layer, attr)[k] for layer, k, _ in named)))
+
+    def decay_mask(self):
+        """1 on the elements of flat_params that --decay matrices decays (common/architecture.decayed), 0 elsewhere."""
+        mask = array_module(self.flat_params).zeros_like(self.flat_params)
+        for name, p in self.params.items():
+            if decayed(name, p.ndim):
+                mask[self.starts[name]:self.starts[name] + p.size] = 1
+        return mask
 
     @property
     def dropouts(self) -> list:

@@ -13,11 +13,12 @@ class SGD:
     """torch.optim.SGD (dampening 0): g = grad + wd*p; buf = g, then momentum*buf + g;
     step along buf, or g + momentum*buf with nesterov."""
 
-    def __init__(self, params, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, params, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, decay_mask=None):
         if nesterov and momentum <= 0:
             raise ValueError("nesterov needs momentum > 0")
         self.params, self.grads = params, grads  # name -> array; the layers' own arrays, shared
         self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
+        self.decay = decay_rate(weight_decay, decay_mask)
         self.buf, self.steps = {}, 0  # a momentum buffer per parameter from the first step on
         self.xp = array_module(*params.values())
 
@@ -38,7 +39,7 @@ class SGD:
         for name, p in self.params.items():
             g = self.grads[name]
             if self.weight_decay:
-                g = g + self.weight_decay * p
+                g = g + self.decay * p
             if self.momentum:
                 buf = self.buf.get(name)
                 if buf is None:
@@ -75,10 +76,11 @@ class Adam(Averages):
     """
     AVERAGES = (("exp_avg", "m"), ("exp_avg_sq", "v"))
 
-    def __init__(self, params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+    def __init__(self, params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False,
+                 decay_mask=None):
         self.params, self.grads = params, grads
         self.lr, self.betas, self.eps = lr, betas, eps
-        self.weight_decay, self.decoupled = weight_decay, decoupled
+        self.weight_decay, self.decoupled, self.decay = weight_decay, decoupled, decay_rate(weight_decay, decay_mask)
         self.t = 0
         self.xp = array_module(*params.values())
         self.m = {name: self.xp.zeros_like(p) for name, p in params.items()}
@@ -95,9 +97,9 @@ class Adam(Averages):
             g, m, v, tmp = self.grads[name], self.m[name], self.v[name], self.tmp[name]
             if self.weight_decay:
                 if self.decoupled:
-                    p *= 1 - self.lr * self.weight_decay
+                    p *= 1 - self.lr * self.decay
                 else:
-                    g = g + self.weight_decay * p
+                    g = g + self.decay * p
             xp.subtract(g, m, out=tmp)          # m += (1 - b1) * (g - m)
             tmp *= 1 - b1
             m += tmp
@@ -118,9 +120,10 @@ class Adadelta(Averages):
     delta = sqrt(u + eps) / sqrt(v + eps) * g;  u = rho u + (1-rho) delta^2;  p -= lr * delta."""
     AVERAGES = (("square_avg", "v"), ("acc_delta", "u"))
 
-    def __init__(self, params, grads, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+    def __init__(self, params, grads, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, decay_mask=None):
         self.params, self.grads = params, grads
         self.lr, self.rho, self.eps, self.weight_decay = lr, rho, eps, weight_decay
+        self.decay = decay_rate(weight_decay, decay_mask)
         self.t = 0
         self.xp = array_module(*params.values())
         self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}  # torch's square_avg
@@ -133,7 +136,7 @@ class Adadelta(Averages):
         for name, p in self.params.items():
             g, v, u, delta = self.grads[name], self.v[name], self.u[name], self.tmp[name]
             if self.weight_decay:
-                g = g + self.weight_decay * p
+                g = g + self.decay * p
             v *= rho                            # v = rho * v + (1 - rho) * g * g
             v += (1 - rho) * g * g
             xp.add(u, self.eps, out=delta)      # delta = sqrt(u + eps) / sqrt(v + eps) * g
@@ -145,6 +148,12 @@ class Adadelta(Averages):
             p -= self.lr * delta
 
 
+def decay_rate(weight_decay, mask=None):
+    """The decay rate of each element: weight_decay, or with a mask (1 where a parameter is decayed, 0 where not)
+    weight_decay * mask, what torch does with a parameter group at weight_decay 0 (1 - lr * 0 multiplies by 1)."""
+    return weight_decay if mask is None else weight_decay * mask
+
+
 def clip_grad_norm(grads, max_norm, eps=1e-6) -> float:
     """torch.nn.utils.clip_grad_norm_: the gradients' global norm (all of them as one vector, here the flat buffer),
     and every gradient scaled by max_norm / (norm + eps) where that is below 1. Returns the norm before clipping."""
@@ -154,9 +163,9 @@ def clip_grad_norm(grads, max_norm, eps=1e-6) -> float:
     return norm
 
 
-def AdamW(params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+def AdamW(params, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, decay_mask=None):
     """torch.optim.AdamW: Adam with weight decay applied to the weights directly."""
-    return Adam(params, grads, lr, betas, eps, weight_decay, decoupled=True)
+    return Adam(params, grads, lr, betas, eps, weight_decay, decoupled=True, decay_mask=decay_mask)
 
 
 def onecycle_lr(step, total_steps, max_lr, warmup=0.3, div_factor=25.0, final_div_factor=1e4):
@@ -192,10 +201,11 @@ def make_optimizer(args, model):
     """The optimizer the flags ask for, over the model's flat buffers: one name, "all", for every parameter
     (one kernel over all of them, as torch's fused optimizers)."""
     params, grads = {"all": model.flat_params}, {"all": model.flat_grads}
+    mask = model.decay_mask() if getattr(args, "decay", "all") == "matrices" and args.weight_decay else None
     if args.optimizer == "sgd":
-        return SGD(params, grads, args.lr, args.momentum, args.nesterov, args.weight_decay)
+        return SGD(params, grads, args.lr, args.momentum, args.nesterov, args.weight_decay, mask)
     if args.optimizer == "adam":
-        return Adam(params, grads, args.lr, args.betas, weight_decay=args.weight_decay)
+        return Adam(params, grads, args.lr, args.betas, weight_decay=args.weight_decay, decay_mask=mask)
     if args.optimizer == "adadelta":
-        return Adadelta(params, grads, args.lr, weight_decay=args.weight_decay)
-    return AdamW(params, grads, args.lr, args.betas, weight_decay=args.weight_decay)
+        return Adadelta(params, grads, args.lr, weight_decay=args.weight_decay, decay_mask=mask)
+    return AdamW(params, grads, args.lr, args.betas, weight_decay=args.weight_decay, decay_mask=mask)

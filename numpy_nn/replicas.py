@@ -61,9 +61,9 @@ class Group:
     A meeting is a barrier of semaphores, one per process: each releases the others' and takes its own size - 1
     times. Sums go through two slots in turn: no process can be two meetings ahead and overwrite what another reads."""
 
-    def __init__(self, size, rank, semaphores, slots, broken):
+    def __init__(self, size, rank, semaphores, slots, broken, smoothing=0.0):  # (smoothing: --label-smoothing)
         self.size, self.rank, self.semaphores, self.slots, self.broken = size, rank, semaphores, slots, broken
-        self.meetings, self.batch, self.mine, self.rng = 0, None, None, None
+        self.meetings, self.batch, self.mine, self.rng, self.smoothing = 0, None, None, None, smoothing
 
     sharing = property(lambda self: self.batch is not None)
 
@@ -73,7 +73,7 @@ class Group:
         self.mine = mine = slice(n * self.rank // self.size, n * (self.rank + 1) // self.size)
         try:
             logits = model.forward(x[mine])
-            loss, dlogits = softmax_cross_entropy(logits, y[mine])
+            loss, dlogits = softmax_cross_entropy(logits, y[mine], self.smoothing)
             share = (mine.stop - mine.start) / n
             dlogits *= dlogits.dtype.type(share)
             model.backward(dlogits)
@@ -137,7 +137,7 @@ class Replicas:
         specs = {k: shared(context, *v) for k, v in shapes.items()}
         self.model, self.size, self.memory = model, size, {k: array(spec) for k, spec in specs.items()}
         semaphores = [context.Semaphore(0) for _ in range(size)]
-        self.group = Group(size, 0, semaphores, self.memory["slots"], self.memory["broken"])
+        self.group = Group(size, 0, semaphores, self.memory["slots"], self.memory["broken"], args.label_smoothing)
         model.share(self.group)
         self.pipes, self.processes = [], []
         for rank in range(1, size):
@@ -230,7 +230,7 @@ def serve(args, rank, size, specs, semaphores, pipe):
     keep_freed_memory()  # as its trainer's process (a forked replica inherits it, a spawned one does not)
     threadpool_limits(max(1, args.threads // size), user_api="blas")
     memory, model = {k: array(spec) for k, spec in specs.items()}, build(args)
-    group = Group(size, rank, semaphores, memory["slots"], memory["broken"])
+    group = Group(size, rank, semaphores, memory["slots"], memory["broken"], args.label_smoothing)
     model.share(group)
     try:
         pipe.send(("done", 0.0, 0))  # ready: the trainer waits for this before its first step

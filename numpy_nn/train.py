@@ -64,7 +64,7 @@ class Trainer:
         shared = self.replicas.forward_backward(x, y) if self.replicas else None  # a slice of it in each process
         if shared is None:
             logits = self.model.forward(x)                    # (N, 10)
-            loss, dlogits = softmax_cross_entropy(logits, y)
+            loss, dlogits = softmax_cross_entropy(logits, y, self.args.label_smoothing)
             self.model.backward(dlogits)                      # fills model.grads
             correct = (logits.argmax(axis=1) == y).sum()
         else:

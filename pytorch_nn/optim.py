@@ -5,6 +5,8 @@ do by hand; the default (for-each) path launches a few kernels per parameter ten
 numbers to float64 rounding."""
 import torch
 
+from common.architecture import decayed
+
 
 def fused(args) -> bool:
     """Whether pytorch_nn runs the fused optimizer: unless --no-fused, and for all but Adadelta, which torch has
@@ -12,7 +14,18 @@ def fused(args) -> bool:
     return getattr(args, "fused", True) and args.optimizer != "adadelta"
 
 
-def make_optimizer(args, params):
+def groups(args, model):
+    """The model's parameters, or with --decay matrices two parameter groups: the weight matrices decayed, the rest
+    (biases, norms, a ViT's class token and position embeddings) at weight_decay 0."""
+    if getattr(args, "decay", "all") == "all" or not args.weight_decay:
+        return model.parameters()
+    named = list(model.named_parameters())
+    return [{"params": [p for n, p in named if decayed(n, p.ndim)]},
+            {"params": [p for n, p in named if not decayed(n, p.ndim)], "weight_decay": 0.0}]
+
+
+def make_optimizer(args, model):
+    params = groups(args, model)
     if args.optimizer == "adadelta":
         return torch.optim.Adadelta(params, args.lr, weight_decay=args.weight_decay)
     fused = {"fused": True} if getattr(args, "fused", True) else {}

@@ -22,10 +22,10 @@ def host(t):
     return t.detach().to("cpu", memory_format=torch.contiguous_format, copy=True).numpy()
 
 
-def objective(model, x, y):
+def objective(model, x, y, smoothing=0.0):
     """The forward pass and the loss: what --compile hands to torch.compile; autograd differentiates either."""
     logits = model(x)
-    return cross_entropy(logits, y), logits
+    return cross_entropy(logits, y, label_smoothing=smoothing), logits
 
 
 def pick_device(name):
@@ -47,7 +47,7 @@ class Trainer:
         self.model = build(args).to(self.device)
         if args.model == "cnn":  # NHWC inside, as numpy_nn's fast kernels keep it: oneDNN's fast path
             self.model = channels_last(self.model)
-        self.opt = make_optimizer(args, self.model.parameters())
+        self.opt = make_optimizer(args, self.model)
         self.objective = torch.compile(objective) if getattr(args, "compile", False) else objective
         self.sched, self.per_batch = make_scheduler(args, self.opt), args.schedule == "onecycle"
         self.sync_every_step = self.device.type == "cpu"  # on a GPU, .item() per step would stall it
@@ -57,7 +57,7 @@ class Trainer:
         return torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
 
     def train_step(self, x, y):
-        loss, logits = self.objective(self.model, x, y)
+        loss, logits = self.objective(self.model, x, y, self.args.label_smoothing)
         self.opt.zero_grad(set_to_none=True)   # autograd accumulates into .grad, so clear it first
         loss.backward()                        # all of numpy_nn's backward methods, derived
         if self.args.clip_norm:
@@ -124,7 +124,7 @@ class Trainer:
         needed = {"sgd": {"momentum_buffer"} if self.args.momentum else set(),
                   "adadelta": {"step", "square_avg", "acc_delta"}}.get(self.args.optimizer,
                                                                        {"step", "exp_avg", "exp_avg_sq"})
-        n = len(self.opt.param_groups[0]["params"])
+        n = sum(len(group["params"]) for group in self.opt.param_groups)
         lacking = sorted({f"{k} of parameter {i}" for i in range(n) for k in needed - set(state.get(i, {}))})
         if lacking and (meta.get("started") or state):
             raise ValueError(f"the optimizer's state lacks {', '.join(lacking[:3])}" + (" ..." if len(lacking) > 3 else ""))

@@ -154,13 +154,16 @@ def test_encoder_block_equals_transformer_encoder_layer():
 
 @pytest.mark.parametrize("kernels", ["fast", "reference"])
 def test_vit_twins_step_by_step(kernels, mnist64):
-    """--model vit in both twins from the same weights on the same batches: 128 steps of AdamW in float64, every loss
-    within 1e-9 relative, every final tensor within 1e-8 (tests/test_parity.py's check)."""
+    """--model vit in both twins from the same weights on the same batches: 128 steps in float64 of the ViT recipe's
+    pieces (AdamW decaying the weight matrices only, label smoothing, one-cycle warm-up then cosine, stepped per
+    batch), every loss within 1e-9 relative, every final tensor within 1e-8 (tests/test_parity.py's check)."""
     import numpy_nn.train
     import pytorch_nn.train
     from test_parity import assert_lockstep, losses_and_weights, make_args, with_steps
     args = with_steps(make_args(["--model", "vit", "--width", "16", "--depth", "2", "--heads", "2", "--hidden", "16",
-                                 "--optimizer", "adamw", "--lr", "3e-3", "--weight-decay", "0.05"]), mnist64)
+                                 "--optimizer", "adamw", "--lr", "3e-3", "--weight-decay", "0.05", "--decay",
+                                 "matrices", "--label-smoothing", "0.1", "--schedule", "onecycle", "--warmup", "0.1"]),
+                      mnist64)
     args.kernels = kernels
     weights = assert_lockstep("vit", losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args),
                               losses_and_weights(pytorch_nn.train.Trainer(args), mnist64, args))
@@ -202,3 +205,21 @@ def test_a_vit_file_whose_width_the_heads_do_not_divide_is_refused_in_one_line(m
     assert run_train(numpy_nn.train, ["--evaluate", str(tmp_path / "bad.safetensors")], mnist_dir)[0] == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--width 8 and --heads 3, which do not divide" in err[0], err
+
+
+def test_float32_stays_float32():
+    """Every layer of a float32 ViT computes in float32, forward and backward (a NumPy float64 scalar, np.sqrt's, would
+    lift its arrays to float64: slower, and no longer torch's float32 math)."""
+    from numpy_nn.attention import ClassToken, Dense, EncoderBlock, Tokens
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, 784)).astype(np.float32)
+    layers = [Tokens(7, D), EncoderBlock("block1", D, HEADS), LayerNorm(D), ClassToken(), Dense(D, 10)]
+    for layer in layers:
+        for name, p in getattr(layer, "params", {}).items():
+            p[...] = rng.standard_normal(p.shape) * 0.1
+        x = layer.forward(x)
+        assert x.dtype == np.float32, type(layer).__name__
+    dout = np.ones_like(x)
+    for layer in reversed(layers):
+        dout = layer.backward(dout)
+        assert dout.dtype == np.float32, type(layer).__name__

@@ -90,15 +90,18 @@ def test_dropout_keeps_the_expected_fraction():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("n", [N, 1])
-def test_softmax_cross_entropy(seed, n):
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.9])
+def test_softmax_cross_entropy(seed, n, smoothing):
+    """The loss and its gradient against F.cross_entropy (its label_smoothing) through autograd and finite differences."""
     rng = np.random.default_rng(seed)
     logits, y = rng.standard_normal((n, C)) * 3, rng.integers(0, C, n)
-    loss, dlogits = softmax_cross_entropy(logits, y)
+    loss, dlogits = softmax_cross_entropy(logits, y, smoothing)
     t = torch.tensor(logits, requires_grad=True)
-    ref = torch.nn.functional.cross_entropy(t, torch.tensor(y))
+    ref = torch.nn.functional.cross_entropy(t, torch.tensor(y), label_smoothing=smoothing)
     ref.backward()
     assert abs(loss - ref.item()) <= 1e-14 * max(1, abs(loss))
-    check("dlogits", dlogits, numerical_grad(lambda: softmax_cross_entropy(logits, y)[0], logits), t.grad.numpy())
+    check("dlogits", dlogits, numerical_grad(lambda: softmax_cross_entropy(logits, y, smoothing)[0], logits),
+          t.grad.numpy())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

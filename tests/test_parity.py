@@ -22,6 +22,9 @@ CASES = {
     "adam": ["--optimizer", "adam", "--lr", "2e-3", "--weight-decay", "1e-4", "--schedule", "cosine"],
     "adamw": ["--optimizer", "adamw", "--lr", "2e-3", "--weight-decay", "0.05", "--schedule", "step",
               "--step-size", "2", "--gamma", "0.5"],
+    "sgd, matrices decayed, label smoothing": ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
+                                               "--weight-decay", "0.01", "--decay", "matrices",
+                                               "--label-smoothing", "0.1"],
     "adam betas onecycle": ["--optimizer", "adam", "--lr", "5e-3", "--betas", "0.7,0.9", "--schedule", "onecycle",
                             "--warmup", "0.25"],
 }

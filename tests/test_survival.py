@@ -124,7 +124,7 @@ def train_step(self, x, y):
 twin.Trainer.train_step = train_step
 sys.exit(cli.main(twin.Trainer, sys.argv[1:], add_flags=twin.add_flags))
 """
-RECIPES = {"adamw, cosine": [],
+RECIPES = {"adamw of the matrices, label smoothing, cosine": ["--decay", "matrices", "--label-smoothing", "0.1"],
            "momentum SGD, step schedule": ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.02", "--schedule", "step",
                                            "--step-size", "1", "--gamma", "0.5"],
            "adam betas, onecycle per batch": ["--optimizer", "adam", "--betas", "0.7,0.9", "--lr", "5e-3",
