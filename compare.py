@@ -113,12 +113,18 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     images.plot_misclassified(data.raw.test_images, data.y_test, preds, tmp / "misclassified.png")
     images.plot_samples(next(data_loader.batches(data.x_train, data.y_train, 64, 1, 0)), tmp / "samples.png")
     images.plot_weights({name: r["weights"] for name, r in kept.items()}, tmp / "weights.png")
+    pictures = "![samples](samples.png)\n"
+    if args.model == "vit":
+        digits, maps = workers.run(("proof", "cpu"), images.attention_job, model_argv(args),
+                                   {n: (r["implementation"], r["weights"]) for n, r in kept.items()})
+        images.plot_attention(digits, maps, tmp / "attention.png")
+        pictures += "\n![the class token's attention, per head](attention.png)\n"
 
     sections = [f"## Comparison ({args.seeds} seed{'s' * (args.seeds > 1)}, {args.epochs} epoch{'s' * (args.epochs > 1)})\n",
                 *tables.comparison_markdown(table),
                 "![accuracy against training time](accuracy_vs_time.png)\n\n"
                 "![loss](loss.png)\n\n![accuracy](accuracy.png)\n\n![epoch time](epoch_time.png)\n\n"
-                "![confusion](confusion.png)\n\n![misclassified](misclassified.png)\n\n![samples](samples.png)\n"]
+                "![confusion](confusion.png)\n\n![misclassified](misclassified.png)\n\n" + pictures]
     if not any(d == "cuda" for _, d in rows):
         sections.append("No GPU: torch finds no CUDA device on this machine, so every row is on the CPU.\n")
 

@@ -1,11 +1,15 @@
 """The comparison's figures of pictures: the digits the twins see and get wrong, and the weights they learn."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 from matplotlib.colors import LogNorm
 
 import data_loader
+from common import cli
 from comparison.plots import figure, plt, save
+from comparison.runs import parse_run_args, trainer_module
 
 
 def plot_confusions(y, preds, path):
@@ -94,3 +98,39 @@ def plot_weights(weights_by_twin: dict, path, units=32, cols=8):
         sub.suptitle(f"{twin}: {name}, first {n} of {len(f)} units", fontsize=9)
         sub.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.45 / (rows * 0.95 + 0.9), wspace=0.08, hspace=0.08)
     save(fig, path, tight=False)
+
+
+def attention_job(argv: list[str], models: dict, n: int = 4) -> tuple[np.ndarray, dict]:
+    """The first n test digits and, for each trained ViT ({label: (implementation, weights)}), its last block's
+    attention from the class token to each patch, per head, computed by its own twin (x_attention.class_attention)."""
+    args = parse_run_args(None, "cpu", argv)
+    cli.threadpool_limits(args.threads)
+    data, maps = cli.load_data(args), {}
+    x, y = data.x_test[:n], data.y_test[:n]
+    for label, (impl, weights) in models.items():
+        trainer = trainer_module(impl).Trainer(args)
+        trainer.load_weights(weights)
+        a = importlib.import_module(f"{impl}_nn.attention").class_attention(trainer.model, trainer.place(x, y)[0])
+        maps[label] = np.asarray(a.cpu() if hasattr(a, "cpu") else a, np.float64)
+    return data.raw.test_images[:n], maps
+
+
+def plot_attention(images, maps: dict, path):
+    """attention.png: each twin's class-token attention over the patches, per head (brighter: more weight), the digit's
+    outline drawn over it, one row per test digit, the twins side by side; the title gives their largest difference."""
+    (first, a), heads = next(iter(maps.items())), next(iter(maps.values())).shape[1]
+    side = int(round(np.sqrt(a.shape[2])))
+    gap = max(float(np.abs(m - a).max()) for m in maps.values())
+    fig, axes = plt.subplots(len(images), heads * len(maps), squeeze=False,
+                             figsize=(max(1.3 * heads * len(maps), 5.5), 1.35 * len(images) + 0.9))
+    for c, (label, m) in enumerate((label, m) for label, m in maps.items() for _ in range(heads)):
+        h = c % heads
+        for r, image in enumerate(images):
+            ax = axes[r][c]
+            ax.imshow(m[r, h].reshape(side, side), cmap="magma", vmin=0, vmax=m[r].max(), extent=(0, 28, 28, 0))
+            ax.contour(image, levels=[128], colors="cyan", linewidths=0.8, extent=(0, 28, 0, 28))
+            ax.axis("off")
+        axes[0][c].set_title(f"{label}\nhead {h + 1}", fontsize=7)
+    fig.suptitle(f"The class token's attention over the {side}x{side} patches in the last block, per head\n(the digit "
+                 f"outlined; the twins' maps differ by at most {gap:.1e})", fontsize=8)
+    save(fig, path)

@@ -204,3 +204,12 @@ class EncoderBlock:
         dh = dout + self.norm2.backward(self.linear1.backward(self.gelu.backward(self.linear2.backward(dout))))
         dx = dh + self.norm1.backward(self.attn.backward(dh))
         return dx if need_dx else None
+
+
+def class_attention(model, x):
+    """The last encoder block's attention from the class token to each patch, per head, for images x (N, 784):
+    (N, heads, patches), each row a softmax over the class token and the patches. Its SelfAttention keeps A."""
+    model.train(False)
+    model.forward(x)
+    last = [layer for layer in model.parts.values() if isinstance(layer, SelfAttention)][-1]
+    return last.A[:, :, 0, 1:]

@@ -32,3 +32,21 @@ class ClassToken(nn.Module):
 
     def forward(self, x):
         return x[:, 0]
+
+
+def class_attention(model, x):
+    """numpy_nn.attention.class_attention: nn.TransformerEncoderLayer asks its attention for no weights (the fused
+    kernels never form them), so a hook catches the last block's input and its nn.MultiheadAttention runs again on
+    the normed input with need_weights=True, average_attn_weights=False: (N, heads, patches)."""
+    last = [m for m in model.modules() if isinstance(m, nn.TransformerEncoderLayer)][-1]
+    seen = {}
+    hook = last.register_forward_pre_hook(lambda module, inputs: seen.update(x=inputs[0]))
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(x)
+            h = last.norm1(seen["x"])
+            A = last.self_attn(h, h, h, need_weights=True, average_attn_weights=False)[1]
+    finally:
+        hook.remove()
+    return A[:, :, 0, 1:]

@@ -223,3 +223,33 @@ def test_float32_stays_float32():
     for layer in reversed(layers):
         dout = layer.backward(dout)
         assert dout.dtype == np.float32, type(layer).__name__
+
+
+def test_the_class_tokens_attention_is_the_same_in_both_twins(mnist64):
+    """What compare.py draws for a ViT: the last block's attention from the class token to each patch, per head, read
+    from numpy_nn's softmax and from torch's nn.MultiheadAttention (need_weights) after trained steps, equal in
+    float64; each head's weights over the patches sum to at most 1 (the rest goes to the class token itself)."""
+    import numpy_nn.attention
+    import numpy_nn.train
+    import pytorch_nn.attention
+    import pytorch_nn.train
+    from test_parity import losses_and_weights, make_args, with_steps
+    args = with_steps(make_args(["--model", "vit", "--width", "16", "--depth", "2", "--heads", "2", "--patch", "4",
+                                 "--epochs", "1", "--lr", "3e-3"]), mnist64)
+    ours, theirs = (losses_and_weights(module.Trainer(args), mnist64, args)[1]
+                    for module in (numpy_nn.train, pytorch_nn.train))
+    x = mnist64.x_test[:8]
+    a = numpy_nn.attention.class_attention(ours.model, x)
+    b = pytorch_nn.attention.class_attention(theirs.model, torch.from_numpy(x)).numpy()
+    assert a.shape == b.shape == (8, 2, 49) and np.all(a.sum(axis=-1) <= 1 + 1e-12)
+    assert np.abs(a - b).max() < 1e-10 and a.std() > 1e-3, np.abs(a - b).max()
+
+
+def test_attention_figure_is_drawn(tmp_path):
+    """compare.py's attention.png for a ViT report: one panel per digit, twin and head, written whole."""
+    from comparison import images
+    maps = np.random.default_rng(0).dirichlet(np.ones(17), (3, 2))[:, :, 1:]
+    digits = np.zeros((3, 28, 28), np.uint8)
+    digits[:, 8:20, 12:16] = 255
+    images.plot_attention(digits, {"numpy_nn": maps, "pytorch_nn": maps}, tmp_path / "attention.png")
+    assert (tmp_path / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
