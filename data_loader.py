@@ -77,19 +77,38 @@ def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int, *, drop_last: bool = False,
-            skip: int = 0, min_last: int = 1):
+            skip: int = 0, min_last: int = 1, shift: int = 0):
     """Yield (x_batch, y_batch) in the (seed, epoch) order; each sample once per epoch. x and y may be
     NumPy arrays or the same data placed by a trainer (torch tensors, CuPy arrays): the order is the same.
 
     The last batch holds the n % batch_size samples left over; drop_last=True skips it instead, and so does
     a last batch of fewer than min_last samples (batch norm takes statistics over a batch: it needs 2).
     skip=k starts at the epoch's batch k (a resumed run picks up exactly where it stopped).
+    shift=k moves each image by up to k pixels down or up and right or left (--shift: augmentation), by offsets
+    drawn from (seed, epoch) too: both twins see the same pixels.
     """
     order = _index_like(batch_order(len(x), seed, epoch), x)
+    offsets = np.random.default_rng([seed, epoch, 1]).integers(-shift, shift + 1, (len(x), 2)) if shift else None
     stop = len(x) - len(x) % batch_size if drop_last or len(x) % batch_size < min_last else len(x)
     for start in range(skip * batch_size, stop, batch_size):
         idx = order[start:start + batch_size]
-        yield x[idx], y[idx]
+        yield (x[idx] if offsets is None else shifted(x[idx], offsets[start:start + batch_size])), y[idx]
+
+
+def shifted(images, offsets: np.ndarray):
+    """Each image (N, 784 or N, 1, 28, 28) moved by its (down, right) offset in pixels, what comes in from outside the
+    frame a blank pixel; a gather in the images' own array library (NumPy, CuPy, torch): copies, no arithmetic."""
+    rows, cols = np.divmod(np.arange(784), 28)
+    rows, cols = rows - offsets[:, :1], cols - offsets[:, 1:]  # where each output pixel comes from
+    inside = (rows >= 0) & (rows < 28) & (cols >= 0) & (cols < 28)
+    idx = _index_like(np.where(inside, rows * 28 + cols, 784), images)  # 784: the blank column appended below
+    flat = images.reshape(len(images), 784)
+    blank = flat[:, :1] * 0 - MEAN / STD  # a blank pixel in the images' dtype, as normalize() makes it: 0 - MEAN / STD
+    if type(images).__module__.startswith("torch"):
+        import torch
+        return torch.take_along_dim(torch.cat([flat, blank], 1), idx, 1).reshape(images.shape)
+    xp = np if isinstance(images, np.ndarray) else __import__(type(images).__module__.split(".")[0])
+    return xp.take_along_axis(xp.concatenate([flat, blank], 1), idx, 1).reshape(images.shape)
 
 
 def _index_like(order: np.ndarray, x):

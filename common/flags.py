@@ -91,6 +91,9 @@ def make_parser(description: str, train_script: bool = True) -> argparse.Argumen
     p.add_argument("--val-size", type=number(int, 0, data_loader.TRAIN_IMAGES - 1), default=data_loader.VAL_SIZE,
                    help="training images held out for validation (default: %(default)s)")
     p.add_argument("--limit-train", type=pos_int, help="train on this many images only (default: all)")
+    p.add_argument("--shift", type=number(int, 0, 8), default=0, metavar="PIXELS",
+                   help="augmentation: each training image moved by up to PIXELS down or up and right or left, drawn "
+                        "from (seed, epoch) in the shared data path, so both twins see the same pixels (default: 0)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $MNIST_DIR, else ./data)")
     p.add_argument("--threads", type=threads, default=default_threads(),
                    help="CPU threads for the math, at most the machine's cores (default: all of them)")

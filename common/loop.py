@@ -76,7 +76,7 @@ def train_epoch(trainer, x, y, args, epoch, progress=None, stop=None) -> dict | 
     # numpy's overflow warnings would only precede the one-line divergence error raised below
     with bar, np.errstate(over="ignore", invalid="ignore"):
         for xb, yb in data_loader.batches(x, y, args.batch_size, args.seed, epoch, skip=first,
-                                          min_last=min_last_batch(args)):
+                                          min_last=min_last_batch(args), shift=getattr(args, "shift", 0)):
             if stop is not None and stop():
                 stopped = True
                 break

@@ -253,3 +253,13 @@ def test_attention_figure_is_drawn(tmp_path):
     digits[:, 8:20, 12:16] = 255
     images.plot_attention(digits, {"numpy_nn": maps, "pytorch_nn": maps}, tmp_path / "attention.png")
     assert (tmp_path / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_vit_cli_histories_agree_with_the_recipe(mnist_dir, tmp_path):
+    """Both train.py CLIs, float64, a ViT with the vit preset's pieces (shifted images through the shared data path,
+    AdamW decaying the matrices, label smoothing, one-cycle): the same history.json figures, epoch by epoch."""
+    from test_parity import assert_cli_histories_agree
+    assert_cli_histories_agree(["--model", "vit", "--width", "16", "--depth", "1", "--heads", "2", "--momentum", "0",
+                                "--optimizer", "adamw", "--lr", "3e-3", "--decay", "matrices", "--label-smoothing",
+                                "0.1", "--schedule", "onecycle", "--shift", "2", "--limit-train", "1000", "--epochs",
+                                "2"], mnist_dir, tmp_path)

@@ -227,3 +227,36 @@ def test_batches_drop_last_and_labels_follow_images():
     x = np.arange(10)[:, None] * np.ones((1, 3))
     for xb, yb in data_loader.batches(x, np.arange(10), 4, 0, 0):
         np.testing.assert_array_equal(xb[:, 0], yb)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shift_moves_each_image_and_fills_blank(dtype):
+    """--shift: each image moved by its own offset, what enters the frame a blank pixel exactly as normalize() makes
+    it; NumPy and torch gather the same bits; flat and NCHW images alike."""
+    import torch
+    raw = np.random.default_rng(0).integers(1, 256, (4, 28, 28)).astype(np.uint8)  # no blank pixel of its own
+    offsets = np.array([[2, 0], [0, -3], [-1, 1], [0, 0]])
+    out = data_loader.shifted(data_loader.normalize(raw, dtype), offsets).reshape(4, 28, 28)
+    blank = data_loader.normalize(np.zeros((1, 28, 28), np.uint8), dtype)[0, 0]
+    expected = np.zeros_like(raw)
+    expected[0, 2:], expected[1, :, :-3], expected[2, :-1, 1:], expected[3] = raw[0, :-2], raw[1, :, 3:], raw[2, 1:, :-1], raw[3]
+    want = data_loader.normalize(expected, dtype).reshape(4, 28, 28)
+    assert out.dtype == dtype and np.array_equal(out, want) and np.sum(out == blank) == 28 * 2 + 28 * 3 + 28 + 27
+    images = data_loader.normalize(raw, dtype).reshape(4, 1, 28, 28)
+    through_torch = data_loader.shifted(torch.from_numpy(images), offsets).numpy()
+    assert through_torch.shape == (4, 1, 28, 28) and np.array_equal(through_torch.reshape(4, 28, 28), out)
+
+
+def test_shifted_batches_follow_seed_epoch_and_resume():
+    """The offsets come from (seed, epoch) alone: the same batches again, others in another epoch, and a resumed
+    epoch (skip) continues with the very batches it would have had."""
+    x = data_loader.normalize(np.random.default_rng(1).integers(0, 256, (50, 28, 28)).astype(np.uint8))
+    y = np.arange(50)
+    once = [b for b, _ in data_loader.batches(x, y, 16, 3, 0, shift=2)]
+    again = [b for b, _ in data_loader.batches(x, y, 16, 3, 0, shift=2)]
+    resumed = [b for b, _ in data_loader.batches(x, y, 16, 3, 0, shift=2, skip=2)]
+    other = [b for b, _ in data_loader.batches(x, y, 16, 3, 1, shift=2)]
+    plain = [b for b, _ in data_loader.batches(x, y, 16, 3, 0)]
+    assert all(np.array_equal(a, b) for a, b in zip(once, again)) and len(once) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(once[2:], resumed)) and len(resumed) == 2
+    assert not np.array_equal(once[0], plain[0]) and not np.array_equal(once[0], other[0])
