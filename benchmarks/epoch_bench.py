@@ -6,15 +6,17 @@ twin against bare loops of the same math (benchmarks/bare.py).
                                       --preset cnn, --optimizer adam, --kernels reference, --threads N,
                                       --device cuda (the twins on a GPU: pytorch_nn on CUDA, numpy_nn on CuPy)]
 
-The network: train.py's flags over this benchmark's defaults (the default preset's MLP, or the cnn preset's
-network with --model cnn, unless the flags name a preset or the layers; float32, dropout off, momentum SGD at
-0.01 unless --optimizer is given, no decay).
+The network: train.py's flags over this benchmark's defaults (the default preset's MLP, or the cnn, lstm or vit
+preset's network with --model cnn, rnn/lstm/gru or vit, unless the flags name a preset or the layers; float32,
+dropout off, momentum SGD at 0.01 unless --optimizer is given, no decay).
 
 In one process, interleaved (so drift on a shared machine hits every variant alike), median of --repeats
 epochs after a warm-up epoch (which for a compiled variant includes compiling; reported apart):
   bare numpy            the network written inline in NumPy
   numpy_nn              numpy_nn's Trainer through common/loop.py (what `numpy_nn/train.py` times)
-  numpy_nn one process  (CNN) the same with --processes 1, BLAS on every thread: what sharing the batch buys
+  numpy_nn one process  (CNN, recurrent, ViT) the same with --processes 1, BLAS on every thread: what sharing the
+                        batch buys
+  numpy_nn reference    (recurrent, ViT) one process of the reference layers: what the fast kernel buys
   bare torch            a minimal PyTorch loop, torch.optim's default (for-each) optimizer
   bare torch fused      the same with fused=True
   bare torch c-last     (CNN) the fused loop with the model and images in channels_last memory format
@@ -88,7 +90,7 @@ LIBRARY = {"numpy": ["bare numpy"], "torch": ["bare torch", "bare torch fused", 
 def chosen(opts) -> list[str]:
     names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")
              and (n != "numpy_nn one process" or numpy_nn.replicas.count(trainer_args(opts.model_argv)) > 1)
-             and (n != "numpy_nn reference" or opts.model in architecture.CELLS)]  # (a CNN's would take minutes)
+             and (n != "numpy_nn reference" or opts.model in (*architecture.CELLS, "vit"))]  # (a CNN's: minutes)
     if opts.device == "cuda":  # the twins alone: the bare loops and the processes are CPU variants
         names = [n for n in names if n.startswith(("numpy_nn", "pytorch_nn")) and "process" not in n
                  and "reference" not in n]
@@ -108,8 +110,9 @@ def trainer_args(model_argv, batch_size=None):
     cuda is among them."""
     parser = model_parser()
     user, given = flags.parse_args(parser, model_argv), flags.explicit(parser, model_argv)
-    shaped = given & {"preset", "channels", "kernel_size", "hidden", "batch_norm", "width", "depth", "steps"}  # named
-    preset = {"mlp": "default", "cnn": "cnn", "vit": None}.get(user.model, "lstm")
+    shaped = given & {"preset", "channels", "kernel_size", "hidden", "batch_norm", "width", "depth", "steps", "patch",
+                      "heads", "mlp_ratio"}  # the network named
+    preset = {"mlp": "default", "cnn": "cnn", "vit": "vit"}.get(user.model, "lstm")
     base = [] if shaped or preset is None else ["--preset", preset]
     base += ["--dropout", "0", "--weight-decay", "0"]
     if "optimizer" not in given:

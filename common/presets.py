@@ -54,5 +54,18 @@ PRESETS = {
     "lstm": dict(model="lstm", width=256, depth=1, steps="rows", hidden=(), dropout=0.0, optimizer="adam", lr=3e-3,
                  weight_decay=0.0, schedule="onecycle", warmup=0.3, clip_norm=1.0, epochs=12, batch_size=128,
                  init="torch", val_size=0),
+    # The best Vision Transformer found for at most 10 minutes of numpy_nn training on 2 cores: 4x4 patches (49 tokens
+    # and the class token), 4 pre-norm blocks of width 64 with 4 heads and an MLP of 128, the class token into the 10
+    # outputs; AdamW at 0.05 on the weight matrices only, one-cycle to 3e-3 with 10 % warm-up, label smoothing 0.1,
+    # images shifted by up to 2 pixels, batches of 128, 18 epochs, all 60,000 images. Chosen on 5,000 held-out
+    # images (pytorch_nn on a GPU, float32, seed 1), last validation accuracy: without shifts, 4x4 patches at lr 2e-3
+    # or 3e-3 with or without smoothing 98.58-98.62 %, width 96 for 12 epochs 98.42 %, 7x7 patches of width 128 and
+    # depth 6 for 14 epochs 98.48 %, of width 64 for 50 epochs 98.90 %, of width 96 and depth 6 for 24 epochs 98.74 %;
+    # with shifts of 2: this recipe 99.24 %, 7x7 patches of width 96 and depth 6 for 24 epochs 99.28 % (a 10 % longer
+    # numpy_nn run), of width 64 for 50 epochs 99.32 % (shifts of 1: 99.12 %; no smoothing: 99.20 %). numpy_nn
+    # trains an epoch of this one in about 29 s here.
+    "vit": dict(model="vit", patch=4, width=64, depth=4, heads=4, mlp_ratio=2, hidden=(), dropout=0.0,
+                optimizer="adamw", lr=3e-3, weight_decay=0.05, decay="matrices", label_smoothing=0.1, shift=2,
+                schedule="onecycle", warmup=0.1, epochs=18, batch_size=128, val_size=0),
 }
 DEFAULT = PRESETS["default"]

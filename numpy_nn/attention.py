@@ -189,8 +189,8 @@ class EncoderBlock:
     add: dh = dy + the MLP branch's dx; dx = dh + the attention branch's dx. Its layers are its `parts`, under torch's
     names (block1.self_attn, block1.linear1, ...)."""
 
-    def __init__(self, name, d, heads, mlp=2, dtype=np.float32, xp=np):
-        self.norm1, self.attn = LayerNorm(d, dtype=dtype, xp=xp), SelfAttention(d, heads, dtype, xp)
+    def __init__(self, name, d, heads, mlp=2, dtype=np.float32, xp=np, attention=SelfAttention):
+        self.norm1, self.attn = LayerNorm(d, dtype=dtype, xp=xp), attention(d, heads, dtype, xp)
         self.norm2, self.gelu = LayerNorm(d, dtype=dtype, xp=xp), GELU()
         self.linear1, self.linear2 = Dense(d, mlp * d, dtype, xp), Dense(mlp * d, d, dtype, xp)
         self.parts = {f"{name}.norm1": self.norm1, f"{name}.self_attn": self.attn, f"{name}.norm2": self.norm2,

@@ -4,7 +4,8 @@ import numpy as np
 from common.architecture import CELLS as RECURRENT_CELLS, decayed, feature_side, norms_at, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
-from numpy_nn import attention, conv, fast_block, fast_norm, fast_recurrent, layers as plain, norm, recurrent
+from numpy_nn import (attention, conv, fast_attention, fast_block, fast_norm, fast_recurrent, layers as plain, norm,
+                      recurrent)
 from numpy_nn.layers import Dropout, Flatten, array_module
 
 # --kernels: the module a model's batch norms come from, and whether a CNN's blocks are its reference layers one
@@ -211,11 +212,12 @@ class ViT(Sequential):
     the class token's features -> hidden layers -> 10."""
 
     def __init__(self, patch=7, width=64, depth=2, heads=4, mlp_ratio=2, hidden=(), activation="relu", dropout=0.0,
-                 batch_norm=None, init="he", seed=0, dtype=np.float32, n_out=10, xp=np):
+                 batch_norm=None, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast"):
         rng, mask_rng = generators(seed, xp)
         layers = {"tokens": attention.Tokens(patch, width, dtype, xp)}
+        kind = fast_attention.SelfAttention if kernels == "fast" else attention.SelfAttention
         for i in range(1, depth + 1):
-            layers[f"block{i}"] = attention.EncoderBlock(f"block{i}", width, heads, mlp_ratio, dtype, xp)
+            layers[f"block{i}"] = attention.EncoderBlock(f"block{i}", width, heads, mlp_ratio, dtype, xp, kind)
         layers.update({"norm": attention.LayerNorm(width, dtype=dtype, xp=xp), "cls": attention.ClassToken()})
         layers.update(dense([width, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp, "fast"))
         super().__init__(layers)
@@ -232,7 +234,7 @@ def build(args, xp=np):
                    args.init, args.seed, dtype, xp=xp, kernels=kernels, padding=args.padding)
     if args.model == "vit":
         return ViT(args.patch, args.width, args.depth, args.heads, args.mlp_ratio, args.hidden, args.activation,
-                   args.dropout, args.batch_norm, args.init, args.seed, dtype, xp=xp)
+                   args.dropout, args.batch_norm, args.init, args.seed, dtype, xp=xp, kernels=kernels)
     if args.model in RECURRENT_CELLS:
         return RecurrentNet(args.model, args.width, args.depth, args.steps, args.hidden, args.activation, args.dropout,
                             args.batch_norm, args.init, args.seed, dtype, xp=xp, kernels=kernels,

@@ -263,3 +263,20 @@ def test_vit_cli_histories_agree_with_the_recipe(mnist_dir, tmp_path):
                                 "--optimizer", "adamw", "--lr", "3e-3", "--decay", "matrices", "--label-smoothing",
                                 "0.1", "--schedule", "onecycle", "--shift", "2", "--limit-train", "1000", "--epochs",
                                 "2"], mnist_dir, tmp_path)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 5e-6)])
+def test_fast_attention_equals_the_reference(dtype, tol):
+    """numpy_nn/fast_attention.py against attention.py's SelfAttention from the same weights: outputs, dx and every
+    gradient, relative to each array's largest entry (float64 to 1e-12, float32 to its rounding)."""
+    from numpy_nn import fast_attention
+    rng = np.random.default_rng(3)
+    ref, fast = SelfAttention(16, 4, dtype), fast_attention.SelfAttention(16, 4, dtype)
+    for name, p in ref.params.items():
+        p[...] = rng.standard_normal(p.shape) * 0.3
+        fast.params[name][...] = p
+    x, dy = (rng.standard_normal((6, 17, 16)).astype(dtype) for _ in range(2))
+    pairs = [(ref.forward(x), fast.forward(x)), (ref.backward(dy), fast.backward(dy)),
+             *((ref.grads[k], fast.grads[k]) for k in ref.grads)]
+    for a, b in pairs:
+        assert b.dtype == dtype and np.abs(a - b).max() <= tol * np.abs(a).max()
