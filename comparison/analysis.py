@@ -4,7 +4,6 @@ JSON under results/benchmarks/, the speed levers in results/levers.csv); tests/t
 ANALYSIS.md is what it would write, so a figure in those blocks cannot go stale. Prose outside them gives no figure."""
 from __future__ import annotations
 
-import json
 import re
 import sys
 import textwrap
@@ -12,24 +11,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from comparison.speed import RESULTS, automates, bench_machines, gpu, kernels, layers, levers, speed, table
 from comparison.tables import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS, ANALYSIS = ROOT / "results", ROOT / "ANALYSIS.md"
+ANALYSIS = ROOT / "ANALYSIS.md"
 REPORTS = {".": "MLP (default preset)", "fast": "MLP, fast preset", "best": "MLP, best preset", "lenet": "LeNet-5 shapes",
            "cnn": "CNN, cnn preset", "cnn-fast": "CNN, cnn-fast preset (speedrun)",
-           "mnist-rnn": "LSTM, mnist-rnn preset (pytorch/examples)", "lstm": "LSTM, lstm preset"}
-BENCHMARKS = {"cnn": "cnn preset's network", "cnn-fast": "cnn-fast preset's network", "mlp": "default MLP",
-              "lstm": "lstm preset's network"}
+           "mnist-rnn": "LSTM, mnist-rnn preset (pytorch/examples)", "lstm": "LSTM, lstm preset",
+           "vit": "ViT, vit preset"}
 
 
 def pct(v):
     return f"{100 * v:.2f} %"
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
 def report(name: str) -> Path:
@@ -100,73 +94,6 @@ def proof() -> str:
                   "cases"], rows)
 
 
-def bench(name: str, way: str) -> dict:
-    return json.loads((RESULTS / "benchmarks" / f"{name}-{way}.json").read_text())
-
-
-def speed() -> str:
-    rows = []
-    for name, what in BENCHMARKS.items():
-        for way in ("own", "forced"):
-            b = bench(name, way)
-            for bs in dict.fromkeys(r["batch_size"] for r in b["rows"]):
-                r = {x["variant"]: x for x in b["rows"] if x["batch_size"] == bs}
-                peak = b["matmul_peak_gflops"]
-                one = r.get("numpy_nn one process")
-                rows.append([what, bs, b["machine"].split("; ", 1)[1], f"{r['numpy_nn']['median_s']:.3f}",
-                             "-" if one is None else f"{one['median_s']:.3f}", f"{r['pytorch_nn']['median_s']:.3f}",
-                             f"**{r['numpy_nn']['median_s'] / r['pytorch_nn']['median_s']:.2f}x**",
-                             f"{r['numpy_nn']['gflops']:.0f} ({r['numpy_nn']['gflops'] / peak:.0%})",
-                             f"{r['pytorch_nn']['gflops']:.0f} ({r['pytorch_nn']['gflops'] / peak:.0%})", f"{peak:.0f}"])
-    return table(["network", "batch", "NumPy's BLAS", "numpy_nn epoch (s)", "numpy_nn in one process (s)",
-                  "pytorch_nn epoch (s)", "numpy_nn / pytorch_nn", "numpy_nn GFLOP/s (% of peak)",
-                  "pytorch_nn GFLOP/s (% of peak)", "matmul peak GFLOP/s"], rows)
-
-
-def bench_machines() -> str:
-    def row(n, way):
-        b = bench(n, way)
-        prefix = "" if "forced" in b["machine"] else "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
-        return [BENCHMARKS[n], f"{b['machine']}, {b['threads']} threads", f"{b['train_samples']:,}", b["repeats"],
-                f"`{prefix}{b['command']}`", f"results/benchmarks/{n}-{way}.json"]
-    return table(["network", "machine", "images an epoch", "epochs (median of)", "command", "file"],
-                 [row(n, way) for n in BENCHMARKS for way in ("own", "forced")])
-
-
-def automates() -> str:
-    """What each of torch's switches buys: the bare loops and pytorch_nn's variants of the own-kernel benchmarks."""
-    rows = []
-    for name, what in BENCHMARKS.items():
-        b = bench(name, "own")
-        bs = b["rows"][0]["batch_size"]
-        r = {x["variant"]: x["median_s"] for x in b["rows"] if x["batch_size"] == bs}
-        steps = [("bare torch", "a minimal loop: autograd, torch.optim's for-each optimizer"),
-                 ("bare torch fused", "the fused optimizer (one kernel for all parameters)"),
-                 ("bare torch c-last", "channels_last memory (oneDNN's fast path)"),
-                 ("pytorch_nn", "pytorch_nn itself (its Trainer, the epoch loop)"),
-                 ("pytorch_nn for-each", "pytorch_nn without the fused optimizer")]
-        base = r["bare torch"]
-        rows += [[what, bs, label, f"{r[v]:.3f}", f"{base / r[v]:.2f}x"] for v, label in steps if v in r]
-        if "bare numpy" in r:
-            rows.append([what, bs, "bare NumPy loop (the same math inline) against numpy_nn",
-                         f"{r['bare numpy']:.3f} / {r['numpy_nn']:.3f}", "-"])
-    return table(["network", "batch", "variant", "epoch (s)", "speed against the bare torch loop"], rows)
-
-
-def layers() -> str:
-    df = pd.read_csv(RESULTS / "cnn" / "layers.csv")
-    wide = df.pivot(index="layer", columns="implementation", values="total_ms").reindex(dict.fromkeys(df["layer"]))
-    ran = df.groupby("implementation")[["processes", "threads"]].first()
-    rows = [[layer, f"{v['numpy']:.2f}", f"{v['pytorch']:.2f}", f"{v['numpy'] / v['pytorch']:.2f}x"]
-            for layer, v in wide.iterrows()]
-    rows.append(["whole step", f"{wide['numpy'].sum():.2f}", f"{wide['pytorch'].sum():.2f}",
-                 f"{wide['numpy'].sum() / wide['pytorch'].sum():.2f}x"])
-    return (table(["layer (cnn preset, batch 128)", "numpy_nn ms", "pytorch_nn ms", "numpy_nn / pytorch_nn"], rows)
-            + f"\n\nnumpy_nn: one of its {ran.loc['numpy', 'processes']} processes, {ran.loc['numpy', 'threads']} BLAS "
-              f"thread each, on its share of the batch; pytorch_nn: the whole batch on {ran.loc['pytorch', 'threads']} "
-              f"threads (results/cnn/layers.csv).")
-
-
 def precision() -> str:
     rows = []
     for name in REPORTS:
@@ -183,41 +110,17 @@ def scaling() -> str:
     s = pd.read_csv(RESULTS / "scaling.csv").pivot(index="batch_size", columns="implementation", values="epoch_s")
     ratio = s["numpy"] / s["pytorch"]
     faster = [int(b) for b in ratio.index if ratio[b] < 1]
-    rows = [[int(b), f"{s.loc[b, 'numpy']:.2f}", f"{s.loc[b, 'pytorch']:.2f}", f"{ratio[b]:.2f}x"] for b in s.index]
-    said = ("numpy_nn is faster at every batch size." if len(faster) == len(ratio) else
-            f"numpy_nn is faster at batch sizes {', '.join(map(str, faster))} and slower at the others." if faster else
-            "numpy_nn is slower at every batch size.")
-    return table(["batch size (default MLP)", "numpy_nn epoch (s)", "pytorch_nn epoch (s)", "numpy_nn / pytorch_nn"],
-                 rows) + f"\n\n{said} (results/scaling.csv)"
+    sizes = f"batch sizes {int(ratio.index.min())} to {int(ratio.index.max())}"
+    said = (f"numpy_nn is faster at every one of {len(ratio)} {sizes}" if len(faster) == len(ratio) else
+            f"numpy_nn is faster at batch sizes {', '.join(map(str, faster))} of {sizes}, slower at the others" if faster
+            else f"numpy_nn is slower at every one of {len(ratio)} {sizes}")
+    return f"{said}: {ratio.min():.2f}x to {ratio.max():.2f}x of pytorch_nn's median epoch (results/scaling.csv)."
 
 
-def recurrent() -> str:
-    """The lstm preset's network: numpy_nn's reference loops, its fast layer in one process and over two, pytorch_nn."""
-    own = ref = bench("lstm", "own")
-    peak, rows, torch_row = own["matmul_peak_gflops"], [], next(x for x in own["rows"] if x["variant"] == "pytorch_nn")
-    for label, b, variant in (("numpy_nn, reference layers (recurrent.py), one process", ref, "numpy_nn reference"),
-                              ("numpy_nn, fast layer (fast_recurrent.py), one process", own, "numpy_nn one process"),
-                              ("numpy_nn, fast layer, each batch over 2 processes (the default)", own, "numpy_nn"),
-                              ("pytorch_nn (nn.LSTM, oneDNN)", own, "pytorch_nn")):
-        r, base = next(x for x in b["rows"] if x["variant"] == variant), torch_row["median_s"]
-        rows.append([label, r["batch_size"], f"{r['median_s']:.3f}", f"{r['median_s'] / base:.2f}x",
-                     f"{r['gflops']:.0f} ({r['gflops'] / peak:.0%})"])
-    return (table(["lstm preset's network", "batch", "epoch (s)", "against pytorch_nn", "GFLOP/s (% of peak)"], rows)
-            + f"\n\n{own['machine']}, {own['threads']} threads, {own['train_samples']:,} images an epoch, median of "
-              f"{own['repeats']} epochs, interleaved (results/benchmarks/lstm-own.json).")
-
-
-def levers() -> str:
-    df = pd.read_csv(RESULTS / "levers.csv")
-    rows = [[r.lever, r.network, r.batch, f"{r.without_ms:.2f}", f"{r.with_ms:.2f}",
-             f"{r.with_ms / r.without_ms - 1:+.1%}", r.verdict] for r in df.itertuples()]
-    return table(["lever", "network", "batch (one process's)", "step without (ms)", "step with (ms)", "change", "verdict"],
-                 rows)
-
-
-BLOCKS = {"machines": machines, "summary": summary, "verdict": verdict, "proof": proof, "speed": speed, "bench-machines": bench_machines,
-          "automates": automates, "layers": layers, "precision": precision, "scaling": scaling, "levers": levers,
-          "recurrent": recurrent}
+BLOCKS = {"machines": machines, "summary": summary, "verdict": verdict, "proof": proof, "speed": speed,
+          "bench-machines": bench_machines, "automates": automates, "layers": layers, "precision": precision,
+          "scaling": scaling, "levers": levers, "recurrent": lambda: kernels("lstm"), "attention": lambda: kernels("vit"),
+          "gpu": gpu}
 
 
 def wrapped(text: str, width: int = 120) -> str:

@@ -245,13 +245,19 @@ def test_the_class_tokens_attention_is_the_same_in_both_twins(mnist64):
     assert np.abs(a - b).max() < 1e-10 and a.std() > 1e-3, np.abs(a - b).max()
 
 
-def test_attention_figure_is_drawn(tmp_path):
-    """compare.py's attention.png for a ViT report: one panel per digit, twin and head, written whole."""
+def test_attention_figure_is_drawn(mnist_dir, tmp_path):
+    """compare.py's attention.png for a ViT report: each twin's maps computed by its own model (images.attention_job)
+    from the same weights, equal, then drawn, one panel per digit, twin and head, written whole."""
+    import numpy_nn.train
     from comparison import images
-    maps = np.random.default_rng(0).dirichlet(np.ones(17), (3, 2))[:, :, 1:]
-    digits = np.zeros((3, 28, 28), np.uint8)
-    digits[:, 8:20, 12:16] = 255
-    images.plot_attention(digits, {"numpy_nn": maps, "pytorch_nn": maps}, tmp_path / "attention.png")
+    from test_parity import make_args
+    argv = ["--model", "vit", "--width", "16", "--depth", "1", "--heads", "2", "--patch", "7", "--limit-train", "100",
+            "--data-dir", str(mnist_dir), "--threads", "1"]
+    weights = numpy_nn.train.Trainer(make_args(argv[:8] + ["--dtype", "float32"])).weights()
+    digits, maps = images.attention_job(argv, {"numpy_nn": ("numpy", weights), "pytorch_nn": ("pytorch", weights)})
+    assert digits.shape == (4, 28, 28) and maps["numpy_nn"].shape == (4, 2, 16)
+    assert np.abs(maps["numpy_nn"] - maps["pytorch_nn"]).max() < 1e-6
+    images.plot_attention(digits, maps, tmp_path / "attention.png")
     assert (tmp_path / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
