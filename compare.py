@@ -115,8 +115,9 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
     images.plot_weights({name: r["weights"] for name, r in kept.items()}, tmp / "weights.png")
     pictures = "![samples](samples.png)\n"
     if args.model == "vit":
+        source = next(r for r in kept.values() if r["implementation"] == "numpy")  # one model, read by both twins
         digits, maps = workers.run(("proof", "cpu"), images.attention_job, model_argv(args),
-                                   {n: (r["implementation"], r["weights"]) for n, r in kept.items()})
+                                   {f"{impl}_nn": (impl, source["weights"]) for impl in ("numpy", "pytorch")})
         images.plot_attention(digits, maps, tmp / "attention.png")
         pictures += "\n![the class token's attention, per head](attention.png)\n"
 

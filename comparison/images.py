@@ -116,8 +116,9 @@ def attention_job(argv: list[str], models: dict, n: int = 4) -> tuple[np.ndarray
 
 
 def plot_attention(images, maps: dict, path):
-    """attention.png: each twin's class-token attention over the patches, per head (brighter: more weight), the digit's
-    outline drawn over it, one row per test digit, the twins side by side; the title gives their largest difference."""
+    """attention.png: the class token's attention over the patches, per head (brighter: more weight), the digit's
+    outline drawn over it, one row per test digit, as each twin computes it from the same trained model, side by side;
+    the title gives their largest difference."""
     (first, a), heads = next(iter(maps.items())), next(iter(maps.values())).shape[1]
     side = int(round(np.sqrt(a.shape[2])))
     gap = max(float(np.abs(m - a).max()) for m in maps.values())
@@ -131,6 +132,7 @@ def plot_attention(images, maps: dict, path):
             ax.contour(image, levels=[128], colors="cyan", linewidths=0.8, extent=(0, 28, 0, 28))
             ax.axis("off")
         axes[0][c].set_title(f"{label}\nhead {h + 1}", fontsize=7)
-    fig.suptitle(f"The class token's attention over the {side}x{side} patches in the last block, per head\n(the digit "
-                 f"outlined; the twins' maps differ by at most {gap:.1e})", fontsize=8)
+    fig.suptitle(f"The class token's attention over the {side}x{side} grid of patches in the last block, per head, of "
+                 f"numpy_nn's seed-1 model as each twin computes it\n(the digit outlined; the twins' maps differ by at "
+                 f"most {gap:.1e})", fontsize=8)
     save(fig, path)
