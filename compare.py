@@ -118,7 +118,7 @@ def run_comparison(args, tmp: Path, progress, workers) -> list[str]:
         source = next(r for r in kept.values() if r["implementation"] == "numpy")  # one model, read by both twins
         digits, maps = workers.run(("proof", "cpu"), images.attention_job, model_argv(args),
                                    {f"{impl}_nn": (impl, source["weights"]) for impl in ("numpy", "pytorch")})
-        images.plot_attention(digits, maps, tmp / "attention.png")
+        images.plot_attention(digits, maps, tmp / "attention.png", "numpy_nn's seed-1 model")
         pictures += "\n![the class token's attention, per head](attention.png)\n"
 
     sections = [f"## Comparison ({args.seeds} seed{'s' * (args.seeds > 1)}, {args.epochs} epoch{'s' * (args.epochs > 1)})\n",

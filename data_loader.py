@@ -7,6 +7,7 @@ Run `python data_loader.py [--data-dir D]` for a summary of what it reads, with 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from dataclasses import dataclass
@@ -104,16 +105,21 @@ def shifted(images, offsets: np.ndarray):
     idx = _index_like(np.where(inside, rows * 28 + cols, 784), images)  # 784: the blank column appended below
     flat = images.reshape(len(images), 784)
     blank = flat[:, :1] * 0 - MEAN / STD  # a blank pixel in the images' dtype, as normalize() makes it: 0 - MEAN / STD
-    if type(images).__module__.startswith("torch"):
+    if _library(images) == "torch":
         import torch
         return torch.take_along_dim(torch.cat([flat, blank], 1), idx, 1).reshape(images.shape)
-    xp = np if isinstance(images, np.ndarray) else __import__(type(images).__module__.split(".")[0])
+    xp = importlib.import_module(_library(images))  # NumPy or CuPy
     return xp.take_along_axis(xp.concatenate([flat, blank], 1), idx, 1).reshape(images.shape)
+
+
+def _library(x) -> str:
+    """The array library x belongs to: "numpy", "torch" or "cupy"."""
+    return type(x).__module__.split(".")[0]
 
 
 def _index_like(order: np.ndarray, x):
     """The order in x's own array library (torch, CuPy), so that data placed on a GPU is indexed there."""
-    library = type(x).__module__.split(".")[0]
+    library = _library(x)
     if library == "torch":
         import torch
         return torch.from_numpy(order).to(x.device)

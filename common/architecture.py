@@ -155,8 +155,8 @@ class ViT:
         return a.patch ** 2 * d + d + d + t * d + a.depth * (4 * d * d + 4 * d + 2 * d * m + m + d + 4 * d) + 2 * d
 
     def describe(self, a, norm, dense):
-        return (f"ViT: {a.patch}x{a.patch} patches, {a.depth} block{'s' * (a.depth > 1)} of width {a.width}, {a.heads} heads, MLP "
-                f"{a.mlp_ratio}x{norm}; dense {dense}")
+        return (f"ViT: {a.patch}x{a.patch} patches, {a.depth} block{'s' * (a.depth > 1)} of width {a.width}, "
+                f"{a.heads} heads, MLP {a.mlp_ratio}x{norm}; dense {dense}")
 
 
 KINDS = {"mlp": MLP(), "cnn": CNN(), **{cell: Recurrent(cell) for cell in CELLS}, "vit": ViT()}

@@ -17,7 +17,8 @@ SAME_MATH = ("kernels", "backend", "device", "fused", "compile")
 # What a resumed run may change that makes it no longer bit-exact with one never interrupted: the order of sums.
 REORDERS = ("threads", "processes", *SAME_MATH)
 # Flags added after files were written, with the value an older file's run had: its record lacks them.
-ADDED = {"padding": "same", "decay": "all", "label_smoothing": 0.0, "shift": 0, **dict.fromkeys(("width", "depth", "steps", "patch", "heads", "mlp_ratio"))}
+ADDED = {"padding": "same", "decay": "all", "label_smoothing": 0.0, "shift": 0,
+         **dict.fromkeys(("width", "depth", "steps", "patch", "heads", "mlp_ratio"))}
 # Values older files recorded for a flag that now takes others: --batch-norm was on or off.
 RENAMED = {"batch_norm": {True: "all", False: None}}
 

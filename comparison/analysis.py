@@ -111,16 +111,16 @@ def scaling() -> str:
     ratio = s["numpy"] / s["pytorch"]
     faster = [int(b) for b in ratio.index if ratio[b] < 1]
     sizes = f"batch sizes {int(ratio.index.min())} to {int(ratio.index.max())}"
+    some = f"numpy_nn is faster at batch sizes {', '.join(map(str, faster))} of {sizes}, slower at the others"
     said = (f"numpy_nn is faster at every one of {len(ratio)} {sizes}" if len(faster) == len(ratio) else
-            f"numpy_nn is faster at batch sizes {', '.join(map(str, faster))} of {sizes}, slower at the others" if faster
-            else f"numpy_nn is slower at every one of {len(ratio)} {sizes}")
+            some if faster else f"numpy_nn is slower at every one of {len(ratio)} {sizes}")
     return f"{said}: {ratio.min():.2f}x to {ratio.max():.2f}x of pytorch_nn's median epoch (results/scaling.csv)."
 
 
 BLOCKS = {"machines": machines, "summary": summary, "verdict": verdict, "proof": proof, "speed": speed,
           "bench-machines": bench_machines, "automates": automates, "layers": layers, "precision": precision,
-          "scaling": scaling, "levers": levers, "recurrent": lambda: kernels("lstm"), "attention": lambda: kernels("vit"),
-          "gpu": gpu}
+          "scaling": scaling, "levers": levers, "recurrent": lambda: kernels("lstm"),
+          "attention": lambda: kernels("vit"), "gpu": gpu}
 
 
 def wrapped(text: str, width: int = 120) -> str:

@@ -101,9 +101,10 @@ def plot_weights(weights_by_twin: dict, path, units=32, cols=8):
 
 
 def attention_job(argv: list[str], models: dict, n: int = 4) -> tuple[np.ndarray, dict]:
-    """The first n test digits and, for each trained ViT ({label: (implementation, weights)}), its last block's
-    attention from the class token to each patch, per head, computed by its own twin (x_attention.class_attention)."""
-    args = parse_run_args(None, "cpu", argv)
+    """The first n test digits and, for each ViT ({label: (implementation, weights)}), its last block's attention
+    from the class token to each patch, per head, as that implementation computes it (numpy_nn.attention's or
+    pytorch_nn.attention's class_attention), in one process."""
+    args = parse_run_args(None, "cpu", [*argv, "--processes", "1"])
     cli.threadpool_limits(args.threads)
     data, maps = cli.load_data(args), {}
     x, y = data.x_test[:n], data.y_test[:n]
@@ -115,12 +116,12 @@ def attention_job(argv: list[str], models: dict, n: int = 4) -> tuple[np.ndarray
     return data.raw.test_images[:n], maps
 
 
-def plot_attention(images, maps: dict, path):
+def plot_attention(images, maps: dict, path, model: str):
     """attention.png: the class token's attention over the patches, per head (brighter: more weight), the digit's
-    outline drawn over it, one row per test digit, as each twin computes it from the same trained model, side by side;
-    the title gives their largest difference."""
-    (first, a), heads = next(iter(maps.items())), next(iter(maps.values())).shape[1]
-    side = int(round(np.sqrt(a.shape[2])))
+    outline drawn over it, one row per test digit, as each twin computes it from the same model, side by side; the
+    title names the model and gives the twins' largest difference."""
+    a = next(iter(maps.values()))
+    heads, side = a.shape[1], int(round(np.sqrt(a.shape[2])))
     gap = max(float(np.abs(m - a).max()) for m in maps.values())
     fig, axes = plt.subplots(len(images), heads * len(maps), squeeze=False,
                              figsize=(max(1.3 * heads * len(maps), 5.5), 1.35 * len(images) + 0.9))
@@ -133,6 +134,6 @@ def plot_attention(images, maps: dict, path):
             ax.axis("off")
         axes[0][c].set_title(f"{label}\nhead {h + 1}", fontsize=7)
     fig.suptitle(f"The class token's attention over the {side}x{side} grid of patches in the last block, per head, of "
-                 f"numpy_nn's seed-1 model as each twin computes it\n(the digit outlined; the twins' maps differ by at "
-                 f"most {gap:.1e})", fontsize=8)
+                 f"{model} as each twin computes it\n(the digit outlined; the twins' maps differ by at most {gap:.1e})",
+                 fontsize=8)
     save(fig, path)

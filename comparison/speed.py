@@ -53,8 +53,8 @@ def bench_machines() -> str:
     def row(n):
         b = bench(n, "own")
         return [BENCHMARKS[n], f"{b['machine']}, {b['threads']} threads", f"{b['train_samples']:,}", b["repeats"],
-                f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {b['command']}`; forced: `{bench(n, 'forced')['command']}` "
-                f"with OPENBLAS_CORETYPE=Haswell", f"results/benchmarks/{n}-own.json, {n}-forced.json"]
+                f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {b['command']}`; forced: "
+                f"`{bench(n, 'forced')['command']}` with OPENBLAS_CORETYPE=Haswell", f"results/benchmarks/{n}-own.json, {n}-forced.json"]
     return table(["network", "machine (own kernels)", "images an epoch", "epochs (median of)", "commands", "files"],
                  [row(n) for n in BENCHMARKS])
 
@@ -117,8 +117,8 @@ def gpu() -> str:
                          f"**{r['numpy_nn']['median_s'] / r['pytorch_nn']['median_s']:.2f}x**",
                          f"{r['numpy_nn']['gflops']:.0f} / {r['pytorch_nn']['gflops']:.0f}"])
     b = bench(GPU[0], "cuda")
-    return (table(["network", "batch", "images an epoch", "numpy_nn on CuPy, epoch (s)", "pytorch_nn on CUDA, epoch (s)",
-                   "numpy_nn / pytorch_nn", "GFLOP/s, numpy_nn / pytorch_nn"], rows)
+    return (table(["network", "batch", "images an epoch", "numpy_nn on CuPy, epoch (s)",
+                   "pytorch_nn on CUDA, epoch (s)", "numpy_nn / pytorch_nn", "GFLOP/s, numpy_nn / pytorch_nn"], rows)
             + f"\n\n{b['machine'].replace('; ', ' on a host with ', 1)}; float32 matmul peak "
               f"{b['matmul_peak_gflops'] / 1000:.1f} TFLOP/s; median of {b['repeats']} epochs, interleaved "
               f"(results/benchmarks/{'-cuda.json, '.join(GPU)}-cuda.json).")

@@ -257,7 +257,7 @@ def test_attention_figure_is_drawn(mnist_dir, tmp_path):
     digits, maps = images.attention_job(argv, {"numpy_nn": ("numpy", weights), "pytorch_nn": ("pytorch", weights)})
     assert digits.shape == (4, 28, 28) and maps["numpy_nn"].shape == (4, 2, 16)
     assert np.abs(maps["numpy_nn"] - maps["pytorch_nn"]).max() < 1e-6
-    images.plot_attention(digits, maps, tmp_path / "attention.png")
+    images.plot_attention(digits, maps, tmp_path / "attention.png", "an untrained model")
     assert (tmp_path / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -239,7 +239,8 @@ def test_shift_moves_each_image_and_fills_blank(dtype):
     out = data_loader.shifted(data_loader.normalize(raw, dtype), offsets).reshape(4, 28, 28)
     blank = data_loader.normalize(np.zeros((1, 28, 28), np.uint8), dtype)[0, 0]
     expected = np.zeros_like(raw)
-    expected[0, 2:], expected[1, :, :-3], expected[2, :-1, 1:], expected[3] = raw[0, :-2], raw[1, :, 3:], raw[2, 1:, :-1], raw[3]
+    expected[0, 2:], expected[1, :, :-3] = raw[0, :-2], raw[1, :, 3:]
+    expected[2, :-1, 1:], expected[3] = raw[2, 1:, :-1], raw[3]
     want = data_loader.normalize(expected, dtype).reshape(4, 28, 28)
     assert out.dtype == dtype and np.array_equal(out, want) and np.sum(out == blank) == 28 * 2 + 28 * 3 + 28 + 27
     images = data_loader.normalize(raw, dtype).reshape(4, 1, 28, 28)

@@ -92,7 +92,8 @@ def test_dropout_keeps_the_expected_fraction():
 @pytest.mark.parametrize("n", [N, 1])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.9])
 def test_softmax_cross_entropy(seed, n, smoothing):
-    """The loss and its gradient against F.cross_entropy (its label_smoothing) through autograd and finite differences."""
+    """The loss and its gradient against F.cross_entropy (its label_smoothing), through autograd and finite
+    differences."""
     rng = np.random.default_rng(seed)
     logits, y = rng.standard_normal((n, C)) * 3, rng.integers(0, C, n)
     loss, dlogits = softmax_cross_entropy(logits, y, smoothing)
