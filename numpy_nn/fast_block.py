@@ -87,9 +87,8 @@ class ConvBlock:
         d = fast_conv.channels_last(self.activation.backward(dout))     # (N, Ho/2, Wo/2, C)
         sums = None
         if self.deferred:  # the norm's two sums over the maxima; its scale is applied in its own backward
-            c = d.shape[-1]
-            sums = (self.norm.channels(xp.einsum("ij,ij->j", d.reshape(-1, c), self.peaks.reshape(-1, c))),
-                    self.norm.channels(d.reshape(-1, c).sum(axis=0)))
+            rows, peaks = (a.reshape(-1, a.shape[-2] * a.shape[-1]) for a in (d, self.peaks))  # norm's tiled rows
+            sums = self.norm.channels(xp.einsum("ij,ij->j", rows, peaks)), self.norm.channels(rows.sum(axis=0))
         tiles = len(self.shape) == 6 or self.shape[1] % 2 == 0 == self.shape[2] % 2
         full = (xp.empty if tiles else xp.zeros)(self.shape, d.dtype)   # (no zeros where the windows tile)
         route(xp, d, self.won, taps(full))

@@ -11,7 +11,8 @@ reference layer, float64 to 1e-12), NCHW in and out as the reference. Its tricks
   kept for the backward's dW.
 - The bias as a last column of ones in the patch matrix: the forward's product adds it, the backward's sums it.
 - dx gathered: the correlation of dout (spread out by the stride, padded by k - 1) with the kernel turned half a
-  turn, one product on dout's patches; dW from the same patches, so that x's are not built again.
+  turn, one product on dout's patches. dW is x's patches.T @ dout, the patches built again block by block: its
+  product is C_out wide where one on dout's patches would be C wide, the narrower when channels grow.
 - Pooling order (pooled, for fast_block.ConvBlock): the output's pixels ordered (window row, window column, Ho/2,
   Wo/2), so that each pixel of the 2 x 2 pooling windows is one contiguous slab; only the patch copy's strides
   change.
@@ -110,7 +111,7 @@ class Conv2d(conv.Conv2d):
         n, c, h, w = self.x_shape = x.shape
         self.hw = ho, wo = [(s + 2 * p - self.k) // self.stride + 1 for s in (h, w)]
         self.pooled = pooled = pooled and self.stride == 1 and ho % 2 == 0 == wo % 2
-        self.x = xt = channels_last(x)                                           # (N, H, W, C)
+        xt = channels_last(x)                                                    # (N, H, W, C)
         x_pad = self.buffer("padded", (n, h + 2 * p, w + 2 * p, c), x.dtype, xp.zeros) if p else xt  # border stays 0
         w_t = self.matrix(W).T                                                   # (k*k*C, C_out)
         if "b" in self.params:
@@ -133,32 +134,25 @@ class Conv2d(conv.Conv2d):
         xp, W, p, k, st = self.xp, self.params["W"], self.padding, self.k, self.stride
         (n, c, h, w), c_out, (ho, wo) = self.x_shape, len(W), self.hw
         d4 = dout if self.pooled else channels_last(dout)                       # channels-last
-        if not need_dx:  # dW and db (its last row) as patches.T @ dout: x's patches, kept or built again
-            kept = self.kept["by offset"].T if c == 1 else None
-            sums = 0
-            for s in blocks(n, ho * wo * (k * k * c + c_out) * dout.itemsize, xp):
-                rows = kept[s.start * ho * wo:s.stop * ho * wo] if c == 1 else \
-                    self.patches("patches", self.x_pad[s], st, self.hw, "b" in self.params, self.pooled)
-                sums = sums + rows.T @ d4[s].reshape(-1, c_out)
-            self.grads["W"][...] = nchw(sums[:k * k * c].T.reshape(c_out, k, k, c))
-            if "b" in self.grads:
-                self.grads["b"][...] = sums[k * k * c]
+        kept = self.kept["by offset"].T if c == 1 else None
+        sums = 0  # dW and db (its last row) as patches.T @ dout: x's patches, kept or built again block by block
+        for s in blocks(n, ho * wo * (k * k * c + c_out) * dout.itemsize, xp):
+            rows = kept[s.start * ho * wo:s.stop * ho * wo] if c == 1 else \
+                self.patches("patches", self.x_pad[s], st, self.hw, "b" in self.params, self.pooled)
+            sums = sums + rows.T @ d4[s].reshape(-1, c_out)
+        self.grads["W"][...] = nchw(sums[:k * k * c].T.reshape(c_out, k, k, c))
+        if "b" in self.grads:
+            self.grads["b"][...] = sums[k * k * c]
+        if not need_dx:
             return None
         # dx[y, x] = the sum over (i, j) of spread[y + p + i, x + p + j] @ turned[i, j], turned[i, j] = W[:, :, k-1-i,
         # k-1-j]: spread is dout spread out by the stride and padded by k - 1, in a buffer whose zeros stay
         spread_hw = [max(p + s + k - 1, (o - 1) * st + 2 * k - 1) for s, o in ((h, ho), (w, wo))]
         spread = self.buffer("spread", (n, *spread_hw, c_out), dout.dtype, xp.zeros)
         turned = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(k * k * c_out, c)  # rows (i, j, C_out)
-        dx, dw, db = xp.empty((n, h, w, c), dout.dtype), 0, 0
+        dx = xp.empty((n, h, w, c), dout.dtype)
         for s in blocks(n, h * w * (k * k * c_out + c) * dout.itemsize, xp):
             window_view(xp, spread[s, k - 1:, k - 1:], 1, st, self.hw, self.pooled)[..., 0, 0, :] = d4[s]
             rows = self.patches("dout patches", spread[s, p:, p:], 1, (h, w), False)  # a row per input pixel
             xp.matmul(rows, turned, out=dx[s].reshape(-1, c))
-            # dW from the same patches: W[o, c, i, j] meets x[y, x, c] where dout[y + p - i, x + p - j, o] sits,
-            # spread[y + p + (k-1-i), x + p + (k-1-j), o], so rows.T @ x gives dW turned half a turn
-            dw = dw + rows.T @ self.x[s].reshape(-1, c)
-            db = db + d4[s].reshape(-1, c_out).sum(axis=0)
-        self.grads["W"][...] = dw.reshape(k, k, c_out, c)[::-1, ::-1].transpose(2, 3, 0, 1)
-        if "b" in self.grads:
-            self.grads["b"][...] = db
         return nchw(dx)
