@@ -114,7 +114,8 @@ def scaling() -> str:
     some = f"numpy_nn is faster at batch sizes {', '.join(map(str, faster))} of {sizes}, slower at the others"
     said = (f"numpy_nn is faster at every one of {len(ratio)} {sizes}" if len(faster) == len(ratio) else
             some if faster else f"numpy_nn is slower at every one of {len(ratio)} {sizes}")
-    return f"{said}: {ratio.min():.2f}x to {ratio.max():.2f}x of pytorch_nn's median epoch (results/scaling.csv)."
+    return (f"The default MLP against batch size: {said}: {ratio.min():.2f}x to {ratio.max():.2f}x of pytorch_nn's "
+            f"median epoch (results/scaling.csv).")
 
 
 BLOCKS = {"machines": machines, "summary": summary, "verdict": verdict, "proof": proof, "speed": speed,
