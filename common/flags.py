@@ -176,6 +176,9 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     if not from_file and (why := misplaced(args, given)):
         parser.error(why)
     fill_defaults(args, from_file)
+    if "dropout" in given and args.dropout and not from_file and not args.hidden:
+        parser.error(f"--dropout {args.dropout} acts after hidden dense layers and this {args.model} has none; give "
+                     f"--hidden, or leave --dropout out")
     if args.model == "cnn":
         try:
             check_blocks(args)

@@ -129,6 +129,9 @@ def test_preset_supplies_every_value_that_flags_do_not_override(name):
     (["--heads", "2"], "--heads applies to --model vit, not mlp"),
     (["--model", "vit", "--batch-norm"], "--batch-norm all: a ViT's tokens have layer norm"),
     (["--model", "lstm", "--patch", "7"], "--patch applies to --model vit, not lstm"),
+    (["--model", "vit", "--dropout", "0.1"], "--dropout 0.1 acts after hidden dense layers and this vit has none"),
+    (["--preset", "lstm", "--dropout", "0.2"], "--dropout 0.2 acts after hidden dense layers and this lstm has none"),
+    (["--hidden", "", "--dropout", "0.3"], "--dropout 0.3 acts after hidden dense layers and this mlp has none"),
 ])
 def test_flags_that_do_not_fit_the_model(argv, message, mnist_dir, capsys):
     with pytest.raises(SystemExit) as e:
