@@ -21,7 +21,7 @@ import numpy as np
 
 from numpy_nn import conv
 
-BLOCK_BYTES = 4 << 20  # a block's working set
+BLOCK_BYTES = 2 << 20  # a block's working set
 
 
 def blocks(n, bytes_per_image, xp=np):
