@@ -17,6 +17,7 @@ import numpy as np
 from mnist_files import COUNTS, FILES, MD5, DataError, RawMNIST, load_raw, resolve_dir
 
 MEAN, STD = 0.1307, 0.3081  # of the 60,000 training images scaled to [0, 1]; the customary MNIST constants
+PIXEL_ROWS, PIXEL_COLS = np.divmod(np.arange(784), 28)  # each pixel's row and column in a flat image
 SPLIT_SEED = 20260  # fixes which training images form the validation set, whatever the training seed
 
 
@@ -99,8 +100,7 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int
 def shifted(images, offsets: np.ndarray):
     """Each image (N, 784 or N, 1, 28, 28) moved by its (down, right) offset in pixels, what comes in from outside the
     frame a blank pixel; a gather in the images' own array library (NumPy, CuPy, torch): copies, no arithmetic."""
-    rows, cols = np.divmod(np.arange(784), 28)
-    rows, cols = rows - offsets[:, :1], cols - offsets[:, 1:]  # where each output pixel comes from
+    rows, cols = PIXEL_ROWS - offsets[:, :1], PIXEL_COLS - offsets[:, 1:]  # where each output pixel comes from
     inside = (rows >= 0) & (rows < 28) & (cols >= 0) & (cols < 28)
     idx = _index_like(np.where(inside, rows * 28 + cols, 784), images)  # 784: the blank column appended below
     flat = images.reshape(len(images), 784)

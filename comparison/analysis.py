@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from comparison.speed import RESULTS, automates, bench_machines, gpu, kernels, layers, levers, speed, table
-from comparison.tables import fmt
+from comparison.speed import RESULTS, automates, bench_machines, gpu, kernels, layers, levers, speed
+from comparison.tables import fmt, table
 
 ROOT = Path(__file__).resolve().parents[1]
 ANALYSIS = ROOT / "ANALYSIS.md"

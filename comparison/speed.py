@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from comparison.tables import table
+
 
 BENCHMARKS = {"cnn": "cnn preset's network", "cnn-fast": "cnn-fast preset's network", "mlp": "default MLP",
               "lstm": "lstm preset's network", "vit": "vit preset's network"}
@@ -21,13 +23,14 @@ GPU = ("mlp", "cnn")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def table(header: list[str], rows: list[list]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
-
-
 def bench(name: str, way: str) -> dict:
     return json.loads((RESULTS / "benchmarks" / f"{name}-{way}.json").read_text())
+
+
+def by_batch(b: dict) -> dict:
+    """A benchmark's rows as {batch size: {variant: row}}, batch sizes in the order measured."""
+    return {bs: {x["variant"]: x for x in b["rows"] if x["batch_size"] == bs}
+            for bs in dict.fromkeys(x["batch_size"] for x in b["rows"])}
 
 
 def speed() -> str:
@@ -35,8 +38,7 @@ def speed() -> str:
     for name, what in BENCHMARKS.items():
         for way in ("own", "forced"):
             b = bench(name, way)
-            for bs in dict.fromkeys(r["batch_size"] for r in b["rows"]):
-                r = {x["variant"]: x for x in b["rows"] if x["batch_size"] == bs}
+            for bs, r in by_batch(b).items():
                 peak = b["matmul_peak_gflops"]
                 one = r.get("numpy_nn one process")
                 rows.append([what, bs, b["machine"].split("; ", 1)[1], f"{r['numpy_nn']['median_s']:.3f}",
@@ -63,9 +65,8 @@ def automates() -> str:
     """What each of torch's switches buys: the bare loops and pytorch_nn's variants of the own-kernel benchmarks."""
     rows = []
     for name, what in ((n, BENCHMARKS[n]) for n in ("mlp", "cnn", "cnn-fast")):  # (the other nets: as the MLP)
-        b = bench(name, "own")
-        bs = b["rows"][0]["batch_size"]
-        r = {x["variant"]: x["median_s"] for x in b["rows"] if x["batch_size"] == bs}
+        bs, rows_by_variant = next(iter(by_batch(bench(name, "own")).items()))
+        r = {v: x["median_s"] for v, x in rows_by_variant.items()}
         steps = [("bare torch", "a minimal loop: autograd, torch.optim's for-each optimizer"),
                  ("bare torch fused", "the fused optimizer (one kernel for all parameters)"),
                  ("bare torch c-last", "channels_last memory (oneDNN's fast path)"),
@@ -110,8 +111,7 @@ def gpu() -> str:
     rows = []
     for name in GPU:
         b = bench(name, "cuda")
-        for bs in dict.fromkeys(r["batch_size"] for r in b["rows"]):
-            r = {x["variant"]: x for x in b["rows"] if x["batch_size"] == bs}
+        for bs, r in by_batch(b).items():
             rows.append([BENCHMARKS[name], bs, f"{b['train_samples']:,}", f"{r['numpy_nn']['median_s']:.3f}",
                          f"{r['pytorch_nn']['median_s']:.3f}",
                          f"**{r['numpy_nn']['median_s'] / r['pytorch_nn']['median_s']:.2f}x**",

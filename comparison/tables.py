@@ -98,13 +98,18 @@ def fmt(column: str, v) -> str:
     return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
+def table(header: list[str], rows: list[list]) -> str:
+    """A Markdown pipe table of a header and rows of cells (pandas' to_markdown would need the tabulate package)."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
 def markdown_table(df, **names) -> str:
-    """A pipe table from a DataFrame (pandas' to_markdown would need the tabulate package), its headers readable
-    (HEADERS, formatted with names) while the values are formatted by their machine-friendly column names."""
+    """A pipe table from a DataFrame, its headers readable (HEADERS, formatted with names) while the values are
+    formatted by their machine-friendly column names."""
     cols = list(df.columns)
-    lines = ["| " + " | ".join(HEADERS.get(c, c).format(**names) for c in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(c, v) for c, v in zip(cols, row)) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+    return table([HEADERS.get(c, c).format(**names) for c in cols],
+                 [[fmt(c, v) for c, v in zip(cols, row)] for row in df.itertuples(index=False)])
 
 
 def write_csv(df, path):

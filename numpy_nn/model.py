@@ -12,6 +12,7 @@ from numpy_nn.layers import Dropout, Flatten, array_module
 # after another (conv.py, norm.py: written to be read) or fast_block.ConvBlock, tested equal to them.
 NORMS = {"reference": norm, "fast": fast_norm}
 RECURRENT = {"reference": recurrent, "fast": fast_recurrent}  # a recurrent network's layers: loops, or fast_recurrent
+ATTENTION = {"reference": attention.SelfAttention, "fast": fast_attention.SelfAttention}  # a ViT's self-attention
 
 
 ALIGN = 16  # elements: each tensor in the flat buffers starts on a 64-byte boundary, as BLAS likes
@@ -215,9 +216,9 @@ class ViT(Sequential):
                  batch_norm=None, init="he", seed=0, dtype=np.float32, n_out=10, xp=np, kernels="fast"):
         rng, mask_rng = generators(seed, xp)
         layers = {"tokens": attention.Tokens(patch, width, dtype, xp)}
-        kind = fast_attention.SelfAttention if kernels == "fast" else attention.SelfAttention
         for i in range(1, depth + 1):
-            layers[f"block{i}"] = attention.EncoderBlock(f"block{i}", width, heads, mlp_ratio, dtype, xp, kind)
+            layers[f"block{i}"] = attention.EncoderBlock(f"block{i}", width, heads, mlp_ratio, dtype, xp,
+                                                         ATTENTION[kernels])
         layers.update({"norm": attention.LayerNorm(width, dtype=dtype, xp=xp), "cls": attention.ClassToken()})
         layers.update(dense([width, *hidden, n_out], activation, dropout, batch_norm, mask_rng, dtype, xp, "fast"))
         super().__init__(layers)
