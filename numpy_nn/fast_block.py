@@ -16,6 +16,10 @@ Fused because the layers are faster knowing what comes next:
   order. The backward's sums for dgamma and dbeta run over the maxima too (the pooled gradient is zero elsewhere).
   The gradient goes to the window's first maximum of the centered values, the reference's to that of the
   normalized ones: the same tap unless rounding made two different values equal (an equally valid subgradient).
+- One input channel (the first block), every scale positive: batch norm with no pass over the full-size output but
+  the pooling's. The output Y = P @ W.T (P the patch matrix, k*k columns) has its statistics from P's moments,
+  and the first block's dW = P.T @ dY from the convolution's backward of the pooling's gradient, corrected per
+  channel (first_gradients); the raw maxima are pooled, centering being monotonic too.
 - The activation after the pooling, on a quarter of the values: max commutes with any non-decreasing function.
 """
 from numpy_nn import fast_conv, fast_norm, layers
@@ -64,34 +68,70 @@ class ConvBlock:
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C_out, Ho/2, Wo/2), an NCHW view of channels-last memory."""
-        xp = self.xp
+        xp, norm = self.xp, self.norm
         y = self.conv.forward(x, pooled=True)        # (N, 2, 2, Ho/2, Wo/2, C) in pooling order, or (N, C, Ho, Wo)
         y = y if y.ndim == 6 else fast_conv.channels_last(y)
         self.shape = y.shape
-        self.deferred = self.norm is not None and bool(xp.all(self.norm.params["gamma"] > 0))
-        if self.norm is not None:
-            rows = self.norm.normalize(y.reshape(-1, y.shape[-2] * y.shape[-1]), shift=not self.deferred)
-            y = rows.reshape(y.shape)
+        self.deferred = norm is not None and bool(xp.all(norm.params["gamma"] > 0))
+        self.raw = self.deferred and x.shape[1] == 1  # statistics from the patches' moments, the raw output pooled
+        if self.raw:
+            self.y, self.mean = y, self.statistics()
+        elif norm is not None:
+            y = norm.normalize(rows_of(y), shift=not self.deferred).reshape(y.shape)
         self.won = xp.empty((3, *taps(y)[0].shape), bool)
         out = tournament(xp, taps(y), self.won)
         if self.deferred:
-            self.peaks, rows = out, out.reshape(-1, out.shape[-2] * out.shape[-1])
-            out = rows * self.norm.tiled(self.norm.scale, rows)
-            out += self.norm.tiled(self.norm.params["beta"], rows)
+            self.peaks, rows = out, rows_of(out)
+            if self.raw:
+                xp.subtract(rows, norm.tiled(self.mean, rows), out=rows)  # the maxima centered
+            out = rows * norm.tiled(norm.scale, rows)
+            out += norm.tiled(norm.params["beta"], rows)
             out = out.reshape(self.peaks.shape)
         return self.activation.forward(nchw(out))
 
+    def statistics(self):
+        """The norm fitted from P's moments (float64: Y's sums 1 @ P @ W.T, its sums of squares the diagonal of
+        W @ P.T @ P @ W.T), or in evaluation from the running statistics -> the mean used."""
+        xp, norm, w = self.xp, self.norm, self.conv.matrix(self.conv.params["W"]).astype(self.xp.float64)  # (C_out, k*k)
+        if not norm.training:
+            return norm.fit()
+        m, sums, gram = self.moments = self.conv.moments()
+        both, m = norm.whole_batch(xp.concatenate([w @ sums, xp.einsum("ij,jk,ik->i", w, gram, w)]), m)
+        mean = both[:len(w)] / m
+        var, dtype = xp.maximum(both[len(w):] / m - mean * mean, 0), norm.running_mean.dtype
+        return norm.fit(mean.astype(dtype), var.astype(dtype), m)
+
     def backward(self, dout, need_dx=True):
         """dout: (N, C_out, Ho/2, Wo/2) -> dx: (N, C, H, W); every part's gradients assigned."""
-        xp = self.xp
+        xp, norm = self.xp, self.norm
         d = fast_conv.channels_last(self.activation.backward(dout))     # (N, Ho/2, Wo/2, C)
         sums = None
         if self.deferred:  # the norm's two sums over the maxima; its scale is applied in its own backward
-            rows, peaks = (a.reshape(-1, a.shape[-2] * a.shape[-1]) for a in (d, self.peaks))  # norm's tiled rows
-            sums = self.norm.channels(xp.einsum("ij,ij->j", rows, peaks)), self.norm.channels(rows.sum(axis=0))
+            rows, peaks = rows_of(d), rows_of(self.peaks)
+            sums = norm.channels(xp.einsum("ij,ij->j", rows, peaks)), norm.channels(rows.sum(axis=0))
         tiles = len(self.shape) == 6 or self.shape[1] % 2 == 0 == self.shape[2] % 2
         full = (xp.empty if tiles else xp.zeros)(self.shape, d.dtype)   # (no zeros where the windows tile)
         route(xp, d, self.won, taps(full))
-        if self.norm is not None:
-            full = self.norm.gradient(full.reshape(-1, full.shape[-2] * full.shape[-1]), sums).reshape(self.shape)
+        if self.raw and not need_dx:
+            return self.first_gradients(full, sums)
+        if norm is not None:
+            centered = rows_of(self.y) - norm.tiled(self.mean, rows_of(self.y)) if self.raw else None
+            full = norm.gradient(rows_of(full), sums, centered).reshape(self.shape)
         return self.conv.backward(full if full.ndim == 6 else nchw(full), need_dx)
+
+    def first_gradients(self, full, sums):
+        """dW = P.T @ dY, dY = D * scale - centered * a - b (fast_norm's coefficients, D routed to the maxima): the
+        convolution's backward of D, scaled, less a * (P.T @ P @ W.T - P.T @ 1 * mean) + b * P.T @ 1 per channel."""
+        xp, norm, conv = self.xp, self.norm, self.conv
+        a, b = norm.coefficients(*sums, full.size // full.shape[-1])
+        conv.backward(full if full.ndim == 6 else nchw(full), need_dx=False)
+        conv.grads["W"] *= norm.scale[:, None, None, None]
+        if a is not None:
+            (_, ones, gram), w = self.moments, conv.matrix(conv.params["W"]).astype(xp.float64)
+            mean, a, b = (v.astype(xp.float64)[:, None] for v in (self.mean, a, b))
+            conv.grads["W"] -= conv.unmatrix(a * (w @ gram - mean * ones) + b * ones).astype(full.dtype)
+
+
+def rows_of(x):
+    """(..., W, C) -> (M, W*C): batch norm's tiled rows (fast_norm.py), a view."""
+    return x.reshape(-1, x.shape[-2] * x.shape[-1])

@@ -72,6 +72,16 @@ class Conv2d(conv.Conv2d):
         """(C_out, C, k, k) -> (C_out, k*k*C): the kernel in the patches' channels-last order."""
         return W.transpose(0, 2, 3, 1).reshape(len(W), -1)
 
+    def unmatrix(self, m):
+        """(C_out, k*k*C) -> (C_out, C, k, k): matrix() undone."""
+        return nchw(m.reshape(len(m), self.k, self.k, -1))
+
+    def moments(self):
+        """One input channel (whose patch matrix the forward keeps): (M, P.T @ 1, P.T @ P) in float64, P the last
+        forward's patch matrix (M rows of k*k pixels), whose moments give the output's (fast_block.ConvBlock)."""
+        p = self.kept["by offset"][:self.k * self.k].astype(self.xp.float64)  # (k*k, M): P.T
+        return p.shape[1], p.sum(axis=1), p @ p.T
+
     def patches(self, key, x, stride, out_hw, ones, pooled=False):
         """(b*Ho*Wo, k*k*C [+ 1]): every k x k patch of x (b, H, W, C) as a row, in the buffer under key; with
         ones, a last column of ones."""
@@ -140,7 +150,7 @@ class Conv2d(conv.Conv2d):
             rows = kept[s.start * ho * wo:s.stop * ho * wo] if c == 1 else \
                 self.patches("patches", self.x_pad[s], st, self.hw, "b" in self.params, self.pooled)
             sums = sums + rows.T @ d4[s].reshape(-1, c_out)
-        self.grads["W"][...] = nchw(sums[:k * k * c].T.reshape(c_out, k, k, c))
+        self.grads["W"][...] = self.unmatrix(sums[:k * k * c].T)
         if "b" in self.grads:
             self.grads["b"][...] = sums[k * k * c]
         if not need_dx:

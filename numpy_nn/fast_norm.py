@@ -51,54 +51,64 @@ class BatchNorm1d(norm.BatchNorm1d):
         """rows (M, r*C) -> out, the same shape. shift=False: the centered values, the scale (self.scale) and
         shift (beta) left to the caller (fast_block.ConvBlock, which applies them after its pooling)."""
         xp, m = self.xp, rows.size // len(self.running_mean)     # values per channel
-        if self.training:
-            sums, m = self.whole_batch(self.channels(rows.sum(axis=0)), m)
-            mean = sums / m
-        else:
-            mean = self.running_mean
+        sums, m = self.whole_batch(self.channels(rows.sum(axis=0)), m) if self.training else (None, m)
+        mean = sums / m if self.training else self.running_mean
         mean_t, self.centered, squares = self.tiled(mean, rows), xp.empty_like(rows), 0
         for s in blocks(len(rows), 2 * rows[0].nbytes, xp):
             c = xp.subtract(rows[s], mean_t, out=self.centered[s])
             squares = squares + (xp.einsum("ij,ij->j", c, c) if self.training else 0)
         if self.training:
-            var = self.whole_batch(self.channels(squares), m)[0] / m
-            self.running_mean *= 1 - self.momentum
-            self.running_mean += self.momentum * mean
-            self.running_var *= 1 - self.momentum
-            self.running_var += self.momentum * var * (m / max(m - 1, 1))  # the unbiased one is remembered
-            self.num_batches_tracked += 1
+            self.fit(mean, self.whole_batch(self.channels(squares), m)[0] / m, m)
         else:
-            var = self.running_var
-        self.inv_std = 1 / xp.sqrt(var + self.eps)               # (C,)
-        self.scale = self.params["gamma"] * self.inv_std         # out = centered * scale + beta = gamma * xhat + beta
-        self.used_batch = self.training
+            self.fit()
         if not shift:
             return self.centered
         out = self.centered * self.tiled(self.scale, rows)
         out += self.tiled(self.params["beta"], rows)
         return out
 
-    def gradient(self, d, sums=None):
-        """d (M, r*C) -> dx, with dgamma and dbeta assigned. With xhat = centered * inv_std: dgamma = sum(d * xhat),
-        dbeta = sum(d), dx = gamma * inv_std * (d - dbeta / m - xhat * dgamma / m) (the last two terms in training
-        only, where the batch's statistics depend on every value). sums: (sum(d * centered), sum(d)) per channel,
-        when the caller has them (fast_block.ConvBlock, over its pooling's maxima, where all of d is)."""
-        xp, m = self.xp, d.size // len(self.running_mean)
-        products, sums = sums if sums is not None else \
-            (self.channels(xp.einsum("ij,ij->j", d, self.centered)), self.channels(d.sum(axis=0)))
+    def fit(self, mean=None, var=None, m=None):
+        """The batch's per-channel mean and biased variance over m values each (training: the running statistics
+        move towards them), or none (the running statistics) -> the mean used; inv_std and scale set."""
+        if mean is None:
+            mean, var = self.running_mean, self.running_var
+        else:
+            self.running_mean *= 1 - self.momentum
+            self.running_mean += self.momentum * mean
+            self.running_var *= 1 - self.momentum
+            self.running_var += self.momentum * var * (m / max(m - 1, 1))  # the unbiased one is remembered
+            self.num_batches_tracked += 1
+        self.inv_std = 1 / self.xp.sqrt(var + self.eps)          # (C,)
+        self.scale = self.params["gamma"] * self.inv_std         # out = centered * scale + beta = gamma * xhat + beta
+        self.used_batch = self.training
+        return mean
+
+    def coefficients(self, products, sums, m):
+        """sum(d * centered) and sum(d) per channel over this process's m values per channel -> (a, b), dx =
+        d * scale - centered * a - b (a and b None in evaluation); dgamma and dbeta assigned. With xhat = centered *
+        inv_std: dgamma = sum(d * xhat), dbeta = sum(d), dx = gamma * inv_std * (d - dbeta / m - xhat * dgamma / m)
+        (the last two terms in training only, where the batch's statistics depend on every value)."""
         self.grads["gamma"][...] = products * self.inv_std       # (this process's share, in a replica)
         self.grads["beta"][...] = sums
+        if not self.used_batch:
+            return None, None
+        both, m = self.whole_batch(self.xp.concatenate([products, sums]), m)
+        products, sums = both[:len(sums)], both[len(sums):]
+        return self.scale * self.inv_std ** 2 * products / m, self.scale * sums / m
+
+    def gradient(self, d, sums=None, centered=None):
+        """d (M, r*C) -> dx, dgamma and dbeta assigned (coefficients()). sums: (sum(d * centered), sum(d)) per channel
+        and centered: where the caller has them (fast_block.ConvBlock: its pooling's maxima, where all of d is)."""
+        xp, m, centered = self.xp, d.size // len(self.running_mean), self.centered if centered is None else centered
+        a, b = self.coefficients(*(sums if sums is not None else (self.channels(xp.einsum("ij,ij->j", d, centered)),
+                                                                   self.channels(d.sum(axis=0)))), m)
         scale_t, dx = self.tiled(self.scale, d), xp.empty_like(d)
-        if self.used_batch:
-            both, m = self.whole_batch(xp.concatenate([products, sums]), m)
-            products, sums = both[:len(sums)], both[len(sums):]
-            xhat_t = self.tiled(self.scale * self.inv_std ** 2 * products / m, d)
-            shift_t = self.tiled(self.scale * sums / m, d)
+        a_t, b_t = (None, None) if a is None else (self.tiled(a, d), self.tiled(b, d))
         for s in blocks(len(d), 3 * d[0].nbytes, xp):
             xp.multiply(d[s], scale_t, out=dx[s])
-            if self.used_batch:
-                dx[s] -= self.centered[s] * xhat_t
-                dx[s] -= shift_t
+            if a is not None:
+                dx[s] -= centered[s] * a_t
+                dx[s] -= b_t
         return dx
 
 

@@ -105,7 +105,8 @@ def test_fast_conv_block_equals_the_reference_layers(c_in, k, padding, side, poo
     """fast_block.ConvBlock equals the reference convolution, batch norm (gammas: none, or with a negative gamma, when
     the scale and shift stay before the pooling, or all positive, when they go after it), 2 x 2 max pooling and
     activation in sequence: out, dx, dW, db, dgamma, dbeta and the running statistics, in training and then in
-    evaluation; constant regions make equal outputs, so windows with ties."""
+    evaluation, with dx and without (the first block, whose statistics and dW come from its patches' moments where
+    it has one input channel); constant regions make equal outputs, so windows with ties."""
     rng = np.random.default_rng(side + k)
     block = fast_block.ConvBlock(1, c_in, 4, k, padding, bool(gammas), activation, dtype, np)
     reference = [conv.Conv2d(c_in, 4, k, rng, padding=padding, init="torch", dtype=dtype, bias=not gammas)]
@@ -130,13 +131,14 @@ def test_fast_conv_block_equals_the_reference_layers(c_in, k, padding, side, poo
                 assert_equal(f"d{name}", part.grads[name], layer.grads[name], dtype)
             for name, value in layer.state_dict().items():
                 assert_equal(name, part.state_dict()[name], value, dtype)
-    dout = rng.standard_normal(block.forward(x).shape).astype(dtype)  # the first block: no dx, the same gradients
-    chain.forward(x)
-    chain.backward(dout)
-    assert block.backward(dout, need_dx=False) is None
-    for part, layer in zip(block.parts.values(), reference):
-        for name in layer.grads:
-            assert_equal(f"d{name} without dx", part.grads[name], layer.grads[name], dtype)
+        dout = rng.standard_normal(block.forward(x).shape).astype(dtype)  # the first block: no dx, the same gradients
+        chain.forward(x)
+        chain.backward(dout)
+        assert block.backward(dout, need_dx=False) is None
+        assert block.raw == (gammas == "positive" and c_in == 1)  # the first block's gradients from the moments
+        for part, layer in zip(block.parts.values(), reference):
+            for name in layer.grads:
+                assert_equal(f"d{name} without dx", part.grads[name], layer.grads[name], dtype)
 
 
 @pytest.mark.parametrize("kind, shape", [("BatchNorm2d", (4, 3, 5, 5)), ("BatchNorm2d", (1, 2, 3, 3)),
