@@ -96,7 +96,7 @@ class ConvBlock:
         if not norm.training:
             return norm.fit()
         m, sums, gram = self.moments = self.conv.moments()
-        both, m = norm.whole_batch(xp.concatenate([w @ sums, xp.einsum("ij,jk,ik->i", w, gram, w)]), m)
+        both, m = norm.whole_batch(xp.concatenate([w @ sums, ((w @ gram) * w).sum(axis=1)]), m)
         mean = both[:len(w)] / m
         var, dtype = xp.maximum(both[len(w):] / m - mean * mean, 0), norm.running_mean.dtype
         return norm.fit(mean.astype(dtype), var.astype(dtype), m)
