@@ -56,7 +56,8 @@ def bench_machines() -> str:
         b = bench(n, "own")
         return [BENCHMARKS[n], f"{b['machine']}, {b['threads']} threads", f"{b['train_samples']:,}", b["repeats"],
                 f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {b['command']}`; forced: "
-                f"`{bench(n, 'forced')['command']}` with OPENBLAS_CORETYPE=Haswell", f"results/benchmarks/{n}-own.json, {n}-forced.json"]
+                f"`{bench(n, 'forced')['command']}` with OPENBLAS_CORETYPE=Haswell",
+                f"results/benchmarks/{n}-own.json, {n}-forced.json"]
     return table(["network", "machine (own kernels)", "images an epoch", "epochs (median of)", "commands", "files"],
                  [row(n) for n in BENCHMARKS])
 

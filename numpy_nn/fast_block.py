@@ -92,10 +92,12 @@ class ConvBlock:
     def statistics(self):
         """The norm fitted from P's moments (float64: Y's sums 1 @ P @ W.T, its sums of squares the diagonal of
         W @ P.T @ P @ W.T), or in evaluation from the running statistics -> the mean used."""
-        xp, norm, w = self.xp, self.norm, self.conv.matrix(self.conv.params["W"]).astype(self.xp.float64)  # (C_out, k*k)
+        xp, norm = self.xp, self.norm
         if not norm.training:
-            return norm.fit()
-        m, sums, gram = self.moments = self.conv.moments()
+            return norm.fit(norm.running_mean, norm.running_var, None)
+        m, sums, gram = self.conv.moments()
+        w = self.conv.matrix(self.conv.params["W"]).astype(xp.float64)  # (C_out, k*k)
+        self.moments = sums, gram, w  # (for first_gradients)
         both, m = norm.whole_batch(xp.concatenate([w @ sums, ((w @ gram) * w).sum(axis=1)]), m)
         mean = both[:len(w)] / m
         var, dtype = xp.maximum(both[len(w):] / m - mean * mean, 0), norm.running_mean.dtype
@@ -107,8 +109,7 @@ class ConvBlock:
         d = fast_conv.channels_last(self.activation.backward(dout))     # (N, Ho/2, Wo/2, C)
         sums = None
         if self.deferred:  # the norm's two sums over the maxima; its scale is applied in its own backward
-            rows, peaks = rows_of(d), rows_of(self.peaks)
-            sums = norm.channels(xp.einsum("ij,ij->j", rows, peaks)), norm.channels(rows.sum(axis=0))
+            sums = norm.sums(rows_of(d), rows_of(self.peaks))
         tiles = len(self.shape) == 6 or self.shape[1] % 2 == 0 == self.shape[2] % 2
         full = (xp.empty if tiles else xp.zeros)(self.shape, d.dtype)   # (no zeros where the windows tile)
         route(xp, d, self.won, taps(full))
@@ -127,7 +128,7 @@ class ConvBlock:
         conv.backward(full if full.ndim == 6 else nchw(full), need_dx=False)
         conv.grads["W"] *= norm.scale[:, None, None, None]
         if a is not None:
-            (_, ones, gram), w = self.moments, conv.matrix(conv.params["W"]).astype(xp.float64)
+            ones, gram, w = self.moments  # P.T @ 1, P.T @ P, W as (C_out, k*k), of the forward
             mean, a, b = (v.astype(xp.float64)[:, None] for v in (self.mean, a, b))
             conv.grads["W"] -= conv.unmatrix(a * (w @ gram - mean * ones) + b * ones).astype(full.dtype)
 

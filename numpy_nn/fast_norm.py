@@ -57,22 +57,17 @@ class BatchNorm1d(norm.BatchNorm1d):
         for s in blocks(len(rows), 2 * rows[0].nbytes, xp):
             c = xp.subtract(rows[s], mean_t, out=self.centered[s])
             squares = squares + (xp.einsum("ij,ij->j", c, c) if self.training else 0)
-        if self.training:
-            self.fit(mean, self.whole_batch(self.channels(squares), m)[0] / m, m)
-        else:
-            self.fit()
+        self.fit(mean, self.whole_batch(self.channels(squares), m)[0] / m if self.training else self.running_var, m)
         if not shift:
             return self.centered
         out = self.centered * self.tiled(self.scale, rows)
         out += self.tiled(self.params["beta"], rows)
         return out
 
-    def fit(self, mean=None, var=None, m=None):
-        """The batch's per-channel mean and biased variance over m values each (training: the running statistics
-        move towards them), or none (the running statistics) -> the mean used; inv_std and scale set."""
-        if mean is None:
-            mean, var = self.running_mean, self.running_var
-        else:
+    def fit(self, mean, var, m):
+        """The per-channel mean and biased variance to normalize with -> the mean; inv_std and scale set. In training
+        the batch's, over m values each, towards which the running statistics move; in evaluation the running ones."""
+        if self.training:
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -82,6 +77,10 @@ class BatchNorm1d(norm.BatchNorm1d):
         self.scale = self.params["gamma"] * self.inv_std         # out = centered * scale + beta = gamma * xhat + beta
         self.used_batch = self.training
         return mean
+
+    def sums(self, d, centered):
+        """Rows d and centered (M, r*C) -> sum(d * centered) and sum(d) per channel: what coefficients() takes."""
+        return self.channels(self.xp.einsum("ij,ij->j", d, centered)), self.channels(d.sum(axis=0))
 
     def coefficients(self, products, sums, m):
         """sum(d * centered) and sum(d) per channel over this process's m values per channel -> (a, b), dx =
@@ -100,8 +99,7 @@ class BatchNorm1d(norm.BatchNorm1d):
         """d (M, r*C) -> dx, dgamma and dbeta assigned (coefficients()). sums: (sum(d * centered), sum(d)) per channel
         and centered: where the caller has them (fast_block.ConvBlock: its pooling's maxima, where all of d is)."""
         xp, m, centered = self.xp, d.size // len(self.running_mean), self.centered if centered is None else centered
-        a, b = self.coefficients(*(sums if sums is not None else (self.channels(xp.einsum("ij,ij->j", d, centered)),
-                                                                   self.channels(d.sum(axis=0)))), m)
+        a, b = self.coefficients(*(sums if sums is not None else self.sums(d, centered)), m)
         scale_t, dx = self.tiled(self.scale, d), xp.empty_like(d)
         a_t, b_t = (None, None) if a is None else (self.tiled(a, d), self.tiled(b, d))
         for s in blocks(len(d), 3 * d[0].nbytes, xp):
