@@ -10,14 +10,13 @@ The network: train.py's flags over this benchmark's defaults (the default preset
 preset's network with --model cnn, rnn/lstm/gru or vit, unless the flags name a preset or the layers; float32,
 dropout off, momentum SGD at 0.01 unless --optimizer is given, no decay).
 
-In one process, interleaved (so drift on a shared machine hits every variant alike), each epoch once the threads
-of the one before are idle (settle), median of --repeats epochs after a warm-up epoch (which for a compiled
-variant includes compiling; reported apart):
+In one process, interleaved (drift on a shared machine hits every variant alike; each epoch once the threads of the
+one before are idle: machine.settle), median of --repeats epochs after a warm-up (compiling, if any; reported apart):
   bare numpy            the network written inline in NumPy
   numpy_nn              numpy_nn's Trainer through common/loop.py (what `numpy_nn/train.py` times)
   numpy_nn one process  (CNN, recurrent, ViT) the same with --processes 1, BLAS on every thread: what sharing the
                         batch buys
-  numpy_nn reference    (recurrent, ViT) one process of the reference layers: what the fast kernel buys
+  numpy_nn reference    (ViT) one process of the reference layers: what the fast kernel buys
   bare torch            a minimal PyTorch loop, torch.optim's default (for-each) optimizer
   bare torch fused      the same with fused=True
   bare torch c-last     (CNN) the fused loop with the model and images in channels_last memory format
@@ -91,7 +90,7 @@ LIBRARY = {"numpy": ["bare numpy"], "torch": ["bare torch", "bare torch fused", 
 def chosen(opts) -> list[str]:
     names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")
              and (n != "numpy_nn one process" or numpy_nn.replicas.count(trainer_args(opts.model_argv)) > 1)
-             and (n != "numpy_nn reference" or opts.model in (*architecture.CELLS, "vit"))]  # (a CNN's: minutes)
+             and (n != "numpy_nn reference" or opts.model == "vit")]  # (a CNN's: minutes; a recurrent net's: the same)
     if opts.device == "cuda":  # the twins alone: the bare loops and the processes are CPU variants
         names = [n for n in names if n.startswith(("numpy_nn", "pytorch_nn")) and "process" not in n
                  and "reference" not in n]
@@ -146,18 +145,6 @@ def gpu_matmul_peak_gflops(n=8192, repeats=5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def settle(limit_s=2.0):
-    """Wait, at most limit_s, until this process's threads are idle, so that a variant's threads still spinning
-    after its epoch are not billed to the next: OpenBLAS's workers spin for about 2^28 cycles after a call on
-    several threads (measured: 0.10 s of a core after a 2-thread product), torch's for about a tenth of that."""
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        cpu = time.process_time()
-        time.sleep(0.05)
-        if time.process_time() - cpu < 0.005:
-            return
-
-
 def run(opts):
     machine.keep_freed_memory()  # as the train.py processes do: every variant alike
     torch.set_num_threads(opts.threads)
@@ -181,7 +168,7 @@ def run(opts):
         names = list(epochs)
         for r in range(opts.repeats):
             for name in names[r % len(names):] + names[:r % len(names)]:  # rotate: no variant always follows one
-                settle()
+                machine.settle()
                 t = time.perf_counter()
                 epochs[name](r + 1)
                 times[name].append(time.perf_counter() - t)

@@ -39,6 +39,18 @@ def keep_freed_memory() -> None:
         libc.mallopt(-1, 2 << 30)  # M_TRIM_THRESHOLD: keep up to 2 GiB of free heap for the next step
 
 
+def settle(limit_s=2.0) -> None:
+    """Wait, at most limit_s, until this process's threads are idle, so that a variant's threads still spinning
+    after its epoch are not billed to the next: OpenBLAS's workers spin for about 2^28 cycles after a call on
+    several threads (measured: 0.10 s of a core after a 2-thread product), torch's for about a tenth of that."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        cpu = time.process_time()
+        time.sleep(0.05)
+        if time.process_time() - cpu < 0.005:
+            return
+
+
 def release_freed_memory() -> None:
     """Hand the free memory keep_freed_memory() kept back to the system (glibc's malloc_trim): between two runs
     in one worker, so that the next run's peak memory is its own, not the previous run's heap."""
