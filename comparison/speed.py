@@ -12,13 +12,13 @@ from comparison.tables import table
 
 BENCHMARKS = {"cnn": "cnn preset's network", "cnn-fast": "cnn-fast preset's network", "mlp": "default MLP",
               "lstm": "lstm preset's network", "vit": "vit preset's network"}
-KERNELS = {"lstm": ("numpy_nn, reference layers (recurrent.py), one process",
-                    "numpy_nn, fast layer (fast_recurrent.py), one process",
-                    "numpy_nn, fast layer, each batch over 2 processes (the default)", "pytorch_nn (nn.LSTM, oneDNN)"),
-           "vit": ("numpy_nn, reference layers (attention.py), one process",
-                   "numpy_nn, fast attention (fast_attention.py), one process",
-                   "numpy_nn, fast attention, each batch over 2 processes (the default)",
-                   "pytorch_nn (nn.TransformerEncoderLayer)")}
+KERNELS = {"lstm": {"numpy_nn one process": "numpy_nn, recurrent.py's loop, one process",
+                    "numpy_nn": "numpy_nn, each batch over 2 processes (the default)",
+                    "pytorch_nn": "pytorch_nn (nn.LSTM, oneDNN)"},
+           "vit": {"numpy_nn reference": "numpy_nn, reference layers (attention.py), one process",
+                   "numpy_nn one process": "numpy_nn, fast attention (fast_attention.py), one process",
+                   "numpy_nn": "numpy_nn, fast attention, each batch over 2 processes (the default)",
+                   "pytorch_nn": "pytorch_nn (nn.TransformerEncoderLayer)"}}  # {epoch_bench's variant: its row}
 GPU = ("mlp", "cnn")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -95,10 +95,10 @@ def layers() -> str:
 
 
 def kernels(name: str) -> str:
-    """A preset's network: numpy_nn's reference layers, its fast layer in one process and over two, pytorch_nn."""
+    """A preset's network: numpy_nn in one process (its reference layers, its fast ones) and over two, pytorch_nn."""
     own = bench(name, "own")
     peak, rows, base = own["matmul_peak_gflops"], [], next(x for x in own["rows"] if x["variant"] == "pytorch_nn")
-    for label, variant in zip(KERNELS[name], ("numpy_nn reference", "numpy_nn one process", "numpy_nn", "pytorch_nn")):
+    for variant, label in KERNELS[name].items():
         r = next(x for x in own["rows"] if x["variant"] == variant)
         rows.append([label, r["batch_size"], f"{r['median_s']:.3f}", f"{r['median_s'] / base['median_s']:.2f}x",
                      f"{r['gflops']:.0f} ({r['gflops'] / peak:.0%})"])

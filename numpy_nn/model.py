@@ -4,14 +4,12 @@ import numpy as np
 from common.architecture import CELLS as RECURRENT_CELLS, decayed, feature_side, norms_at, pad, per_block
 from common.init import initial_weights
 from common.weights import check_match
-from numpy_nn import (attention, conv, fast_attention, fast_block, fast_norm, fast_recurrent, layers as plain, norm,
-                      recurrent)
+from numpy_nn import attention, conv, fast_attention, fast_block, fast_norm, layers as plain, norm, recurrent
 from numpy_nn.layers import Dropout, Flatten, array_module
 
 # --kernels: the module a model's batch norms come from, and whether a CNN's blocks are its reference layers one
 # after another (conv.py, norm.py: written to be read) or fast_block.ConvBlock, tested equal to them.
 NORMS = {"reference": norm, "fast": fast_norm}
-RECURRENT = {"reference": recurrent, "fast": fast_recurrent}  # a recurrent network's layers: loops, or fast_recurrent
 ATTENTION = {"reference": attention.SelfAttention, "fast": fast_attention.SelfAttention}  # a ViT's self-attention
 
 
@@ -196,7 +194,7 @@ class RecurrentNet(Sequential):
                  input_dropout=0.0):
         rng, mask_rng = generators(seed, xp)
         layers = {"sequence": recurrent.Sequence(steps),
-                  cell: RECURRENT[kernels].Recurrent(cell, 28, width, depth, dtype, xp)}
+                  cell: recurrent.Recurrent(cell, 28, width, depth, dtype, xp)}  # (the loop in both kernel sets)
         if norms_at(batch_norm)[0]:
             layers[f"{cell}_bn"] = NORMS[kernels].BatchNorm1d(width, dtype=dtype, xp=xp)
         if input_dropout > 0:  # on the dense layers' input, as an MLP's on its pixels

@@ -62,8 +62,9 @@ def test_what_analysis_says_in_words_holds_in_the_reports():
     """The directions ANALYSIS.md states in prose, checked against the reports it reads: numpy_nn ahead on the MLPs
     and the ViT, behind on the CNNs and LSTMs; the twins' accuracies within the seeds' spread of each other; sharing
     the batch over processes paying for the CNNs, the LSTM and the ViT and not for the MLP; float64 costing pytorch_nn
-    more than numpy_nn on the CNNs; the float64 lockstep drifting no further than the control; the recurrent and
-    attention kernels' order (reference slowest, then one process, then two)."""
+    more than numpy_nn on the CNNs; the float64 lockstep drifting no further than the control; the LSTM's
+    order (one process, then two, then pytorch_nn) and the attention kernels' (reference slowest, then one process,
+    then two)."""
     from comparison import analysis, speed
     text = analysis.ANALYSIS.read_text()
     for name in analysis.REPORTS:
@@ -94,7 +95,7 @@ def test_what_analysis_says_in_words_holds_in_the_reports():
     recipe, searched = analysis.cpu_rows("mnist-rnn"), analysis.cpu_rows("lstm")  # "stops well short of the LSTM preset"
     assert recipe["test_acc_mean"].max() + 0.02 < searched["test_acc_mean"].min()
     median = {r["variant"]: r["median_s"] for r in speed.bench("lstm", "own")["rows"]}
-    assert median["numpy_nn reference"] > median["numpy_nn one process"] > median["numpy_nn"] > median["pytorch_nn"]
+    assert median["numpy_nn one process"] > median["numpy_nn"] > median["pytorch_nn"]
     median = {r["variant"]: r["median_s"] for r in speed.bench("vit", "own")["rows"]}
     assert median["numpy_nn reference"] > median["numpy_nn one process"] > median["numpy_nn"]
     assert median["pytorch_nn"] > median["numpy_nn"]

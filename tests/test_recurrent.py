@@ -53,23 +53,3 @@ def test_gradients_against_finite_differences(cell):
             assert abs(numerical_grad_at(loss, p, index) - ours.grads[name][index]) < 1e-8, (name, index)
     for index in [(0, 0, 0), (2, T - 1, I - 1), (1, 2, 1)]:
         assert abs(numerical_grad_at(loss, x, index) - dx[index]) < 1e-8, index
-
-
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 5e-6)])
-@pytest.mark.parametrize("layers", [1, 2])
-@pytest.mark.parametrize("cell", GATES)
-def test_the_fast_layer_equals_the_reference(cell, layers, dtype, tol):
-    """numpy_nn/fast_recurrent.py (the input side of every step in one product, the weights' gradients after the
-    loop) against the reference loop: the last state, dx and every gradient, relative to the largest entry."""
-    from numpy_nn import fast_recurrent
-    reference, _, x = twins(cell, layers, seed=7)
-    fast = fast_recurrent.Recurrent(cell, I, H, layers, dtype=dtype)
-    fast.load_state_dict(reference.state_dict())
-    reference = Recurrent(cell, I, H, layers, dtype=dtype)
-    reference.load_state_dict(fast.state_dict())
-    x, dh = x.astype(dtype), np.random.default_rng(8).standard_normal((N, H)).astype(dtype)
-    pairs = [("h", fast.forward(x), reference.forward(x)), ("dx", fast.backward(dh), reference.backward(dh))]
-    pairs += [(name, fast.grads[name], reference.grads[name]) for name in reference.grads]
-    for name, a, b in pairs:
-        assert a.dtype == b.dtype == dtype, name
-        assert np.abs(a - b).max() <= tol * np.abs(b).max(), (name, np.abs(a - b).max())

@@ -27,7 +27,7 @@ CASES = {
 @pytest.mark.parametrize("kernels", ["fast", "reference"])
 def test_recurrent_step_by_step_parity(case, kernels, mnist64, monkeypatch):
     args = with_steps(make_args(CASES[case]), mnist64)
-    args.kernels = kernels  # (numpy_nn's flag: the loops of recurrent.py or fast_recurrent.py's products)
+    args.kernels = kernels  # (numpy_nn's flag: batch norm's fast_norm.py or norm.py around recurrent.py's loop)
     norms = []
     monkeypatch.setattr(numpy_nn.train, "clip_grad_norm", lambda g, m: norms.append(optim.clip_grad_norm(g, m)))
     numpy_run = losses_and_weights(numpy_nn.train.Trainer(args), mnist64, args)
