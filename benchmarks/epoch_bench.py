@@ -90,7 +90,7 @@ LIBRARY = {"numpy": ["bare numpy"], "torch": ["bare torch", "bare torch fused", 
 def chosen(opts) -> list[str]:
     names = [n for n in VARIANTS if (n != "bare torch c-last" or opts.model == "cnn")
              and (n != "numpy_nn one process" or numpy_nn.replicas.count(trainer_args(opts.model_argv)) > 1)
-             and (n != "numpy_nn reference" or opts.model == "vit")]  # (a CNN's: minutes; a recurrent net's: the same)
+             and (n != "numpy_nn reference" or opts.model == "vit")]  # (a CNN's: minutes; an RNN's: one loop)
     if opts.device == "cuda":  # the twins alone: the bare loops and the processes are CPU variants
         names = [n for n in names if n.startswith(("numpy_nn", "pytorch_nn")) and "process" not in n
                  and "reference" not in n]

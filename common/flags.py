@@ -121,9 +121,10 @@ def numpy_flags(p: argparse.ArgumentParser, backend: bool = True) -> None:
                        help="numpy_nn's array library: NumPy on the CPU, or CuPy on a CUDA GPU; the math is the same "
                             "code (default: %(default)s)")
     p.add_argument("--kernels", choices=["fast", "reference"], default="fast",
-                   help="numpy_nn's convolution, pooling, batch-norm, recurrent and attention layers: the fast kernels "
+                   help="numpy_nn's convolution, pooling, batch-norm and attention layers: the fast kernels "
                         "(numpy_nn/fast_*.py) or the reference layers written to be read (conv.py, norm.py, "
-                        "recurrent.py, attention.py); the same numbers, the reference slower (default: %(default)s)")
+                        "attention.py); the same numbers, the reference slower; recurrent.py's loop runs either way "
+                        "(default: %(default)s)")
     p.add_argument("--processes", type=number(int, 1), metavar="N",
                    help="numpy_nn shares each batch over N processes, a replica of the model in each, on --threads / N "
                         "BLAS threads each (numpy_nn/replicas.py); needs --kernels fast (default: --threads for a CNN or "
